@@ -3,10 +3,48 @@
 Read top to bottom, the public names follow a learner's path through the notebooks:
 load a model, configure and attach a prompt, train it on a task, evaluate and serve it,
 read what it learned, and transfer it across tasks with MPT.
+
+Names are imported lazily, on first use, so ``import softprompt`` stays fast and a
+notebook pays only for what it touches.
 """
 
-from .models import DEFAULT_MODEL, PRESETS, ModelLoadError, load_model
-
-__all__ = ["DEFAULT_MODEL", "PRESETS", "ModelLoadError", "load_model"]
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (one line each; keep grouped by module)
+_LAZY = {
+    # loading a base model
+    "load_model": "models", "ModelLoadError": "models", "PRESETS": "models", "DEFAULT_MODEL": "models",
+    # prompt tuning (Lester et al. 2021)
+    "TaskType": "config", "PromptTuningInit": "config", "TextInitFill": "config", "PromptTuningConfig": "config",
+    "PromptEmbedding": "prompt_embedding",
+    "PromptModel": "prompt_model", "get_prompt_model": "prompt_model",
+    # multitask prompt tuning (Wang et al. 2023)
+    "MultitaskPromptTuningConfig": "multitask", "MultitaskPromptTuningInit": "multitask",
+    "MultitaskPromptEmbedding": "multitask",
+    # tasks, training, evaluation, serving
+    "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks",
+    "train": "training", "History": "training",
+    "Callback": "callbacks", "TrainState": "callbacks",
+    "evaluate": "evaluation",
+    "PromptPrefixCache": "prefix_cache",
+    "PromptBank": "serving",
+    # reading learned prompts
+    "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
+    "PromptSnapshots": "snapshots",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'softprompt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
