@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (one line each; keep grouped by module)
 _LAZY = {
     # loading a base model
-    "load_model": "models", "ModelLoadError": "models", "PRESETS": "models", "DEFAULT_MODEL": "models",
+    "load_model": "models", "load_tokenizer": "models", "ModelLoadError": "models",
+    "PRESETS": "models", "DEFAULT_MODEL": "models",
     # prompt tuning (Lester et al. 2021)
     "TaskType": "config", "PromptTuningInit": "config", "TextInitFill": "config", "PromptTuningConfig": "config",
     "PromptEmbedding": "prompt_embedding",

@@ -40,7 +40,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-__all__ = ["ModelLoadError", "Preset", "PRESETS", "DEFAULT_MODEL", "load_model", "cache_dir", "is_offline"]
+__all__ = [
+    "DEFAULT_MODEL", "PRESETS", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model", "load_tokenizer",
+]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -153,6 +155,33 @@ def load_model(
     else:
         fix = "This preset has no offline route: go online (HF_HUB_OFFLINE=0), or use 'smollm2-135m-instruct'."
     raise ModelLoadError(f"Could not load preset {name_or_path!r}.\n  - " + "\n  - ".join(errors) + f"\n{fix}")
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer alone, by the same routes as :func:`load_model` (presets included).
+
+    Used when a config names its tokenizer (``tokenizer_name_or_path``) for TEXT or CLASS_LABELS init.
+    """
+    offline = is_offline() if offline is None else offline
+    preset = PRESETS.get(name_or_path.lower()) if isinstance(name_or_path, str) else None
+    sources = [name_or_path] if preset is None else []
+    if preset is not None and not offline:
+        sources.append(preset.hub_id)
+    if preset is not None and preset.gguf_file is not None:
+        sources.append("gguf")
+    errors = []
+    for source in sources:
+        try:
+            if source == "gguf":
+                source = str(_cached_gguf_conversion(name_or_path.lower(), preset))
+            kw = {"local_files_only": True} if offline or source != name_or_path else {}
+            tok = AutoTokenizer.from_pretrained(source, **kw)
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+            return tok
+        except Exception as exc:
+            errors.append(f"{source}: {type(exc).__name__}: {_first_line(exc)}")
+    raise ModelLoadError(f"Could not load a tokenizer for {name_or_path!r}.\n  - " + "\n  - ".join(errors))
 
 
 # --------------------------------------------------------------------------------------------
