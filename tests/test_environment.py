@@ -1,0 +1,65 @@
+"""environment.yml and pyproject.toml name the same packages with the same floors (one source of truth)."""
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+NOT_PACKAGES = {"python", "pip"}
+
+
+def _parse(spec: str) -> tuple[str, str]:
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(?:>=\s*([0-9][0-9A-Za-z.]*))?\s*", spec)
+    assert m, f"cannot parse requirement {spec!r}: use 'name>=floor'"
+    return m.group(1).lower().replace("_", "-"), m.group(2) or ""
+
+
+def pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += extra
+    reqs = dict(_parse(s) for s in specs)
+    return reqs
+
+
+def environment_requirements() -> dict[str, str]:
+    reqs: dict[str, str] = {}
+    in_deps = in_pip = False
+    for raw in (ROOT / "environment.yml").read_text().splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line:
+            continue
+        if not line.startswith(" "):
+            in_deps = line.startswith("dependencies:")
+            continue
+        if not in_deps or not line.strip().startswith("- "):
+            continue
+        item = line.strip()[2:].strip()
+        if item == "pip:":
+            in_pip = True
+            continue
+        if item.startswith("-e") or item.endswith(":"):
+            continue
+        name, floor = _parse(item)
+        name = CONDA_NAMES.get(name, name)
+        if name not in NOT_PACKAGES:
+            reqs[name] = floor
+    assert in_pip, "environment.yml lost its pip section"
+    return reqs
+
+
+def test_every_pyproject_dependency_is_in_environment_yml_with_the_same_floor():
+    assert environment_requirements() == pyproject_requirements()
+
+
+def test_every_dependency_has_a_floor():
+    missing = [name for name, floor in pyproject_requirements().items() if not floor]
+    assert not missing, f"give these a tested floor in pyproject.toml: {missing}"
+
+
+def test_python_floor_matches():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10"
+    assert "python>=3.10" in (ROOT / "environment.yml").read_text()
