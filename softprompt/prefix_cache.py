@@ -1,0 +1,214 @@
+"""The prompt-prefix KV cache: a soft prompt's keys and values, computed once and reused.
+
+In prompt tuning every input starts with the *same* ``T`` virtual tokens (Lester et al. 2021, §2:
+the prompt is prepended to every embedded input). In a causal LM a position only attends to the
+positions before it, so the keys and values of the prompt positions never depend on the input that
+follows. A model that re-runs the prompt through every layer for every example does the same work
+again and again. :class:`PromptPrefixCache` runs the prompt once, ``(1, T, d)``, keeps its per-layer
+keys and values, and hands every batch a copy of them expanded to ``B`` rows::
+
+    uncached:  model([prompt][pad..pad][tokens])           every batch: B * (T + L) positions
+    cached:    model([tokens], past=[prompt keys/values])  every batch: B * L positions
+
+The layout keeps the library's convention (ARCHITECTURE.md): the prompt sits first, left padding
+after it, and position ids come from the attention mask, so real token ``j`` of a row sits at
+position ``T + j``. Outputs therefore equal :meth:`PromptModel.forward`'s (to float rounding).
+
+The cache is for inference: it is built under ``torch.no_grad`` and carries no gradient to the
+prompt. It rebuilds itself whenever the prompt's values change (after a training step, or after
+loading another prompt), so it is safe to keep one around across training and evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["PromptPrefixCache", "prefix_position_ids"]
+
+
+def prefix_position_ids(attention_mask: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """Position ids of the real tokens after a prefix of ``num_prefix`` positions.
+
+    ``attention_mask`` ``(B, L)`` covers the input only (1 = token, 0 = left pad). The full mask is
+    ``[ones(T), mask]``; its cumulative sum minus one is the position of every real token, so token
+    ``j`` of a row sits at ``T + j`` whatever the padding. Pads get 0 (they are masked anyway).
+    """
+    positions = num_prefix + attention_mask.long().cumsum(-1) - 1  # (B, L)
+    return positions.masked_fill(attention_mask == 0, 0)
+
+
+class PromptPrefixCache:
+    """Keys and values of a soft prompt, computed once and reused for every batch (causal LMs only).
+
+    Args:
+        prompt_model: a causal-LM :class:`~softprompt.PromptModel`.
+        task_id: for a multitask (MPT) prompt, the task whose prompt to cache (Wang et al. 2023, §3.2:
+            one prompt per target task). Required iff the prompt encoder needs task ids.
+
+    Use :meth:`from_prompt` to cache a raw prompt tensor for any causal LM instead.
+
+    Example::
+
+        cache = PromptPrefixCache(prompt_model)
+        logits = cache.logits(batch["input_ids"], batch["attention_mask"])          # (B, 1, V)
+        new_tokens = cache.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=5)
+    """
+
+    def __init__(self, prompt_model: nn.Module, task_id: int | None = None):
+        for attr in ("base_model", "get_prompt"):
+            if not hasattr(prompt_model, attr):
+                raise TypeError(
+                    f"PromptPrefixCache needs a PromptModel (with .{attr}); got {type(prompt_model).__name__}. "
+                    "For a plain model and a prompt tensor use PromptPrefixCache.from_prompt(model, prompt)."
+                )
+        task_type = str(getattr(prompt_model, "task_type", "CAUSAL_LM"))
+        if "CAUSAL_LM" not in task_type.upper():
+            raise ValueError(
+                f"PromptPrefixCache works for causal LMs only; this PromptModel has task_type={task_type!r}. "
+                "Seq2seq models put the prompt in the encoder, which runs once per input anyway: use the model."
+            )
+        encoder = getattr(prompt_model, "prompt_encoder", None)
+        needs_task_ids = bool(getattr(encoder, "needs_task_ids", False))
+        if needs_task_ids and task_id is None:
+            raise ValueError("task_id is required: this prompt encoder is multitask (MPT); pass task_id=<int>.")
+        if not needs_task_ids and task_id is not None:
+            raise ValueError(f"task_id={task_id} was given but this prompt is not multitask; leave task_id=None.")
+        self.model = prompt_model.base_model
+        self.task_id = task_id
+
+        def prompt_fn() -> torch.Tensor:
+            task_ids = None if task_id is None else torch.tensor([task_id], device=_device(self.model))
+            return prompt_model.get_prompt(1, task_ids=task_ids)  # (1, T, d)
+
+        self._prompt_fn = prompt_fn
+        self._prompt: torch.Tensor | None = None  # the prompt values the cache was built from
+        self._cache = None
+        self.builds = 0  # how many times the prompt ran through the model (1 unless the prompt changed)
+
+    @classmethod
+    def from_prompt(cls, model: nn.Module, prompt: torch.Tensor) -> PromptPrefixCache:
+        """Cache a prompt tensor ``(T, d)`` or ``(1, T, d)`` in front of any causal LM ``model``."""
+        if prompt.dim() == 2:
+            prompt = prompt.unsqueeze(0)  # (1, T, d)
+        if prompt.dim() != 3 or prompt.shape[0] != 1:
+            raise ValueError(f"prompt must have shape (T, d) or (1, T, d); got {tuple(prompt.shape)}.")
+        d = model.get_input_embeddings().weight.shape[1]
+        if prompt.shape[-1] != d:
+            raise ValueError(f"prompt has width {prompt.shape[-1]} but the model's embeddings have d={d}.")
+        self = cls.__new__(cls)
+        self.model, self.task_id = model, None
+        self._prompt_fn = lambda: prompt
+        self._prompt, self._cache, self.builds = None, None, 0
+        return self
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        """``T``: how many positions the cached prefix holds."""
+        return self._fresh_cache()[0].shape[1]
+
+    # -- building -----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _fresh_cache(self):
+        """Return ``(prompt, cache)``, rebuilding the cache if the prompt's values changed."""
+        weight = self.model.get_input_embeddings().weight
+        prompt = self._prompt_fn().detach().to(dtype=weight.dtype, device=weight.device)  # (1, T, d)
+        if self._cache is None or self._prompt.shape != prompt.shape or not torch.equal(self._prompt, prompt):
+            T = prompt.shape[1]
+            out = self.model(
+                inputs_embeds=prompt,
+                attention_mask=torch.ones(1, T, dtype=torch.long, device=prompt.device),
+                position_ids=torch.arange(T, device=prompt.device).unsqueeze(0),  # (1, T)
+                use_cache=True,
+                logits_to_keep=1,  # the prompt's own logits are never needed
+            )
+            if out.past_key_values is None:
+                name = type(self.model).__name__
+                raise ValueError(f"{name} returned no past_key_values; it cannot be prefix-cached.")
+            self._prompt, self._cache = prompt.clone(), out.past_key_values
+            self.builds += 1
+        return self._prompt, self._cache
+
+    def past_key_values(self, batch_size: int):
+        """A fresh copy of the prompt's cache, repeated to ``batch_size`` rows (it grows as it is used)."""
+        _, cache = self._fresh_cache()
+        past = copy.deepcopy(cache)
+        if batch_size != 1:
+            past.batch_repeat_interleave(batch_size)
+        return past
+
+    def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length); got shape {tuple(input_ids.shape)}.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+            )
+        if input_ids.shape[1] and bool((attention_mask[:, -1] == 0).any()):
+            raise ValueError(
+                "a row ends with padding: causal batches must be LEFT padded (tokenizer.padding_side = 'left')."
+            )
+        T = self.num_virtual_tokens
+        B = input_ids.shape[0]
+        ones = torch.ones(B, T, dtype=attention_mask.dtype, device=attention_mask.device)
+        full_mask = torch.cat([ones, attention_mask], dim=1)  # (B, T + L)
+        return attention_mask, full_mask, T
+
+    # -- using --------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 1,
+                **kwargs):
+        """The base model's output on ``[prompt][pads][tokens]``, with the prompt read from the cache.
+
+        ``logits`` cover the input positions only (like :meth:`PromptModel.forward`): ``(B, L, V)``, or
+        the last ``logits_to_keep`` positions when it is > 0 (the default 1: rank classification reads
+        only the last position of a left-padded row).
+        """
+        attention_mask, full_mask, T = self._inputs(input_ids, attention_mask)
+        return self.model(
+            input_ids=input_ids,                                         # (B, L)
+            attention_mask=full_mask,                                    # (B, T + L)
+            position_ids=prefix_position_ids(attention_mask, T),         # (B, L)
+            past_key_values=self.past_key_values(input_ids.shape[0]),
+            use_cache=False,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    __call__ = forward
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               logits_to_keep: int = 1) -> torch.Tensor:
+        """Logits ``(B, k, V)`` at the last ``k = logits_to_keep`` input positions (all ``L`` if 0)."""
+        return self.forward(input_ids, attention_mask, logits_to_keep=logits_to_keep).logits
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **gen_kw) -> torch.Tensor:
+        """``model.generate`` continuing from the cached prompt; returns the new tokens only ``(B, new)``.
+
+        Hugging Face ``generate`` accepts a pre-filled cache with only the new input ids as long as
+        the attention mask covers the full sequence (prompt + input); it then derives the same
+        position ids from the mask as the uncached path does.
+        """
+        attention_mask, full_mask, _ = self._inputs(input_ids, attention_mask)
+        for key in ("past_key_values", "inputs_embeds", "position_ids"):
+            if key in gen_kw:
+                raise ValueError(f"{key}= cannot be passed to PromptPrefixCache.generate: the cache supplies it.")
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=full_mask,
+            past_key_values=self.past_key_values(input_ids.shape[0]),
+            **gen_kw,
+        )
+        sequences = out.sequences if hasattr(out, "sequences") else out
+        return sequences[:, input_ids.shape[1]:]  # (B, new)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
