@@ -1,0 +1,507 @@
+"""A frozen Hugging Face model with a trainable soft prompt in front: `PromptModel`.
+
+Prompt tuning (Lester et al. 2021, §2) keeps every weight of the model frozen and learns only
+``T`` vectors ``P_e ∈ R^{T×d}`` that are prepended to the embedded input ``X_e``: the model reads
+``[P_e; X_e]``. This module does the prepending and the bookkeeping it implies:
+
+* **Causal LMs**: the prompt goes *first*, before any left padding: ``[prompt][pad…pad][tokens]``.
+  The attention mask gets ``T`` ones in front, labels get ``T`` entries of ``-100``, and position
+  ids come from the mask (``cumsum(mask) - 1``), so real token ``j`` of every row sits at position
+  ``T + j`` however much padding the row has: a left-padded row gives the same logits as the same
+  row unpadded. (PEFT also puts the prompt before the pads but leaves positions to the model, which
+  counts the pads; peft #1093.)
+* **Seq2seq LMs**: by default the prompt goes to the encoder only, as in Lester et al. With
+  ``num_transformer_submodules=2`` a second block of ``T`` vectors is prepended to the decoder
+  input, and ``generate`` feeds the decoder the same prompt that training did.
+* **Sequence classification** (encoders such as BERT): prompt plus classification head; the head
+  (PEFT's ``modules_to_save = ["classifier", "score"]``) is trainable too.
+
+**Outputs strip the virtual positions.** ``logits`` has the length of ``input_ids`` (the last
+``logits_to_keep`` positions when that is > 0), so labels, logits and input ids line up as in
+plain Hugging Face. ``hidden_states`` (when requested) are stripped the same way; ``attentions``
+and ``past_key_values`` are returned as the base model gives them, virtual positions included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adapter_files import load_adapter, save_adapter
+from .config import PromptTuningConfig, TaskType
+
+__all__ = ["PromptModel", "get_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
+
+# PEFT's PeftModelForSequenceClassification makes these top-level children trainable and saves them.
+CLASSIFIER_HEAD_NAMES = ("classifier", "score")
+
+
+def find_classifier_head(model: nn.Module) -> tuple[str, nn.Module]:
+    """The classification head of a sequence-classification model, found as PEFT finds it:
+    the first top-level child whose name contains ``"classifier"`` or ``"score"``."""
+    for name, module in model.named_children():
+        if any(head in name for head in CLASSIFIER_HEAD_NAMES):
+            return name, module
+    raise ValueError(
+        f"{type(model).__name__} has no child named like {CLASSIFIER_HEAD_NAMES}; task_type='SEQ_CLS' needs a "
+        "sequence-classification model (e.g. AutoModelForSequenceClassification)."
+    )
+
+
+def _fill_config(config, model):
+    """A copy of ``config`` with the fields the model determines (token_dim, layers, heads...) filled in."""
+    if hasattr(config, "filled_from_model"):
+        return config.filled_from_model(model)
+    return dataclasses.replace(config)
+
+
+def _build_encoder(config, word_embeddings: nn.Embedding, tokenizer=None) -> nn.Module:
+    """The prompt encoder for ``config``: PromptEmbedding, or MultitaskPromptEmbedding for MPT."""
+    if config.peft_type == "MULTITASK_PROMPT_TUNING":
+        from .multitask import MultitaskPromptEmbedding as encoder_cls
+    else:
+        from .prompt_embedding import PromptEmbedding as encoder_cls
+    if tokenizer is not None and "tokenizer" in inspect.signature(encoder_cls).parameters:
+        return encoder_cls(config, word_embeddings, tokenizer=tokenizer)
+    return encoder_cls(config, word_embeddings)
+
+
+def _config_from_dict(d: dict):
+    if d.get("peft_type") == "MULTITASK_PROMPT_TUNING":
+        from .multitask import MultitaskPromptTuningConfig as config_cls
+    else:
+        config_cls = PromptTuningConfig
+    return config_cls.from_dict(d)
+
+
+class PromptModel(nn.Module):
+    """A frozen base model plus a soft prompt (Lester et al. 2021, §2). Build it with :func:`get_prompt_model`.
+
+    Attributes: ``base_model`` (frozen), ``prompt_config``, ``prompt_encoder`` (the trainable prompt),
+    ``word_embeddings`` (``base_model.get_input_embeddings()``), ``task_type``, ``num_virtual_tokens``
+    (``T`` per transformer submodule).
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, base_model: nn.Module, prompt_config, prompt_encoder: nn.Module):
+        super().__init__()
+        self.base_model = base_model
+        self.prompt_config = prompt_config
+        self.prompt_encoder = prompt_encoder
+        self.task_type = TaskType(prompt_config.task_type)
+        self.num_virtual_tokens = int(prompt_config.num_virtual_tokens)
+        self.num_transformer_submodules = int(prompt_config.num_transformer_submodules or 1)
+        if self.task_type != TaskType.SEQ_2_SEQ_LM and self.num_transformer_submodules != 1:
+            raise ValueError(
+                f"num_transformer_submodules={self.num_transformer_submodules} is for seq2seq models only; "
+                f"task_type={self.task_type.value} has one transformer stack: use 1."
+            )
+        total = self.num_virtual_tokens * self.num_transformer_submodules
+        # Indices 0..T_total-1 into the prompt encoder (PEFT's `prompt_tokens`).
+        self.register_buffer("prompt_tokens", torch.arange(total), persistent=False)
+        self.head_name = find_classifier_head(base_model)[0] if self.task_type == TaskType.SEQ_CLS else None
+        forward_params = inspect.signature(base_model.forward).parameters
+        self._accepts_position_ids = "position_ids" in forward_params
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.base_model.get_input_embeddings()
+
+    @property
+    def config(self):
+        """The base model's Hugging Face config (``transformers.Trainer`` and ``generate`` read it)."""
+        return self.base_model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.word_embeddings.weight.device
+
+    @property
+    def needs_task_ids(self) -> bool:
+        return bool(getattr(self.prompt_encoder, "needs_task_ids", False))
+
+    @property
+    def head(self) -> nn.Module | None:
+        """The SEQ_CLS classification head (trainable, saved with the prompt), else None."""
+        return getattr(self.base_model, self.head_name) if self.head_name else None
+
+    # ------------------------------------------------------------------ the prompt
+    def _check_task_ids(self, task_ids, batch_size: int) -> torch.Tensor | None:
+        if not self.needs_task_ids:
+            return None  # a single-task prompt ignores task ids, as PEFT's does
+        if task_ids is None:
+            raise ValueError(
+                "task_ids is missing: this prompt is multitask (MPT) and needs one task id per row, "
+                "e.g. task_ids=torch.zeros(batch_size, dtype=torch.long), or task_ids=0 for the whole batch."
+            )
+        if isinstance(task_ids, int):
+            task_ids = torch.full((batch_size,), task_ids, dtype=torch.long)
+        task_ids = torch.as_tensor(task_ids, device=self.device).long()
+        if task_ids.ndim == 0:
+            task_ids = task_ids.expand(batch_size)
+        if task_ids.shape != (batch_size,):
+            raise ValueError(f"task_ids has shape {tuple(task_ids.shape)}; expected ({batch_size},), one id per row.")
+        num_tasks = getattr(self.prompt_config, "num_tasks", None)
+        if num_tasks is not None and ((task_ids < 0) | (task_ids >= num_tasks)).any():
+            raise ValueError(
+                f"task_ids {task_ids.tolist()} has ids outside 0..{num_tasks - 1}; "
+                f"this prompt has num_tasks={num_tasks}."
+            )
+        return task_ids
+
+    def get_prompt(self, batch_size: int, task_ids=None) -> torch.Tensor:
+        """The prompt vectors for a batch: ``(B, T_total, d)`` with ``T_total = T * num_transformer_submodules``.
+
+        For seq2seq with decoder prompts, ``[:, :T]`` goes to the encoder and ``[:, T:]`` to the decoder.
+        """
+        task_ids = self._check_task_ids(task_ids, batch_size)
+        if task_ids is not None:
+            indices = self.prompt_tokens.unsqueeze(0).expand(batch_size, -1)  # (B, T_total)
+            return self.prompt_encoder(indices, task_ids)  # (B, T_total, d)
+        # One prompt shared by every row: encode it once, broadcast it (no copies).
+        prompt = self.prompt_encoder(self.prompt_tokens.unsqueeze(0))  # (1, T_total, d)
+        return prompt.expand(batch_size, -1, -1)  # (B, T_total, d)
+
+    def _prepend(self, input_ids, inputs_embeds, attention_mask, task_ids):
+        """``[P_e; X_e]`` and the mask extended by T ones (Lester §2). Returns embeds, mask, B, L."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # (B, L, d)
+        B, L = inputs_embeds.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(B, L, dtype=torch.long, device=inputs_embeds.device)
+        if attention_mask.shape != (B, L):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected ({B}, {L}).")
+        T = self.num_virtual_tokens
+        prompt = self.get_prompt(B, task_ids).to(inputs_embeds.dtype)  # (B, T_total, d)
+        embeds = torch.cat([prompt[:, :T], inputs_embeds], dim=1)  # (B, T + L, d)
+        ones = attention_mask.new_ones(B, T)
+        mask = torch.cat([ones, attention_mask], dim=1)  # (B, T + L)
+        return embeds, mask, prompt, B, L
+
+    @staticmethod
+    def _extend_token_type_ids(kwargs: dict, T: int):
+        if kwargs.get("token_type_ids") is not None:
+            tt = kwargs["token_type_ids"]  # (B, L)
+            kwargs["token_type_ids"] = torch.cat([tt.new_zeros(tt.shape[0], T), tt], dim=1)  # (B, T + L)
+
+    @staticmethod
+    def _strip_hidden(hidden_states, T: int):
+        return None if hidden_states is None else tuple(h[:, T:] for h in hidden_states)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        task_ids=None,
+        inputs_embeds: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ):
+        """Run the base model on ``[prompt; input]``; the outputs are aligned with ``input_ids``.
+
+        ``labels`` are aligned with ``input_ids`` as in Hugging Face. ``task_ids`` (B,) is required for
+        a multitask (MPT) prompt. ``logits_to_keep=k > 0`` (causal LMs) runs the LM head on the last k
+        positions only and computes the loss there: it covers the labels in ``labels[:, -k+1:]``.
+        Extra keyword arguments (``output_hidden_states``, ``num_items_in_batch``, ...) go to the base model.
+        """
+        if self.task_type == TaskType.CAUSAL_LM:
+            return self._forward_causal(input_ids, attention_mask, labels, task_ids, inputs_embeds, logits_to_keep,
+                                        **kwargs)
+        if logits_to_keep:
+            raise ValueError(f"logits_to_keep is for causal LMs; task_type={self.task_type.value}: leave it 0.")
+        if self.task_type == TaskType.SEQ_2_SEQ_LM:
+            return self._forward_seq2seq(input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs)
+        return self._forward_seq_cls(input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs)
+
+    def _causal_position_ids(self, mask: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
+        """Positions from the mask: real token j of a row sits at T + j, whatever the left padding."""
+        if position_ids is not None:  # caller's positions for the real tokens: shift them past the prompt
+            T = self.num_virtual_tokens
+            prompt_pos = torch.arange(T, device=position_ids.device).expand(position_ids.shape[0], T)
+            return torch.cat([prompt_pos, position_ids + T], dim=1)  # (B, T + L)
+        return (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T + L)
+
+    def _forward_causal(self, input_ids, attention_mask, labels, task_ids, inputs_embeds, logits_to_keep, **kwargs):
+        T = self.num_virtual_tokens
+        embeds, mask, _, B, L = self._prepend(input_ids, inputs_embeds, attention_mask, task_ids)
+        position_ids = self._causal_position_ids(mask, kwargs.pop("position_ids", None))
+        if self._accepts_position_ids:
+            kwargs["position_ids"] = position_ids
+        self._extend_token_type_ids(kwargs, T)
+        k = int(logits_to_keep)
+        if k < 0 or k > L:
+            raise ValueError(f"logits_to_keep={k} is outside 0..{L} (the input length); use 0 for all positions.")
+        num_items = kwargs.pop("num_items_in_batch", None)
+        if k == 0:
+            if labels is not None:  # -100 on the virtual positions; the model shifts and averages as usual
+                kwargs["labels"] = torch.cat([labels.new_full((B, T), -100), labels], dim=1)  # (B, T + L)
+                if num_items is not None:
+                    kwargs["num_items_in_batch"] = num_items
+            out = self.base_model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+            out["logits"] = out.logits[:, T:]  # (B, L, V)
+        else:
+            out = self.base_model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=k, **kwargs)
+            if labels is not None:  # logits cover the last k positions; predict the next of each
+                out["loss"] = self._causal_loss(out.logits, labels[:, -k:], num_items)  # logits (B, k, V)
+        if out.get("hidden_states") is not None:
+            out["hidden_states"] = self._strip_hidden(out.hidden_states, T)
+        return out
+
+    def _causal_loss(self, logits, labels, num_items_in_batch=None):
+        """Next-token cross-entropy of ``logits`` (B, k, V) against ``labels`` (B, k), shifted by one."""
+        loss_fn = getattr(self.base_model, "loss_function", None)
+        if loss_fn is not None:
+            return loss_fn(logits=logits, labels=labels, vocab_size=logits.shape[-1],
+                           num_items_in_batch=num_items_in_batch)
+        shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])  # (B·(k-1), V)
+        shift_labels = labels[:, 1:].reshape(-1).to(logits.device)  # (B·(k-1),)
+        reduction = "sum" if num_items_in_batch is not None else "mean"
+        loss = nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction=reduction)
+        return loss / num_items_in_batch if num_items_in_batch is not None else loss
+
+    def _decoder_prompt_inputs(self, prompt, labels, kwargs):
+        """Decoder prompts (num_transformer_submodules=2): ``[P_dec; embed(decoder_input_ids)]``."""
+        T = self.num_virtual_tokens
+        dec_ids = kwargs.pop("decoder_input_ids", None)
+        dec_embeds = kwargs.pop("decoder_inputs_embeds", None)
+        if dec_embeds is None:
+            if dec_ids is None:
+                if labels is None:
+                    raise ValueError("Pass labels or decoder_input_ids: the decoder needs an input.")
+                dec_ids = self.base_model._shift_right(labels) if hasattr(self.base_model, "_shift_right") else None
+                if dec_ids is None:
+                    from transformers.models.bart.modeling_bart import shift_tokens_right
+
+                    cfg = self.base_model.config
+                    dec_ids = shift_tokens_right(labels, cfg.pad_token_id, cfg.decoder_start_token_id)
+            dec_embeds = self.word_embeddings(dec_ids)  # (B, Ld, d)
+        B = dec_embeds.shape[0]
+        kwargs["decoder_inputs_embeds"] = torch.cat([prompt[:, T:].to(dec_embeds.dtype), dec_embeds], dim=1)
+        dec_mask = kwargs.get("decoder_attention_mask")
+        if dec_mask is not None:
+            kwargs["decoder_attention_mask"] = torch.cat([dec_mask.new_ones(B, T), dec_mask], dim=1)
+        if labels is not None:
+            labels = torch.cat([labels.new_full((B, T), -100), labels], dim=1)  # (B, T + Ld)
+        return labels
+
+    def _forward_seq2seq(self, input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs):
+        T = self.num_virtual_tokens
+        embeds, mask, prompt, _, _ = self._prepend(input_ids, inputs_embeds, attention_mask, task_ids)
+        decoder_prompt = self.num_transformer_submodules == 2
+        if decoder_prompt:
+            labels = self._decoder_prompt_inputs(prompt, labels, kwargs)
+        out = self.base_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)
+        if decoder_prompt:
+            out["logits"] = out.logits[:, T:]  # (B, Ld, V)
+            if out.get("decoder_hidden_states") is not None:
+                out["decoder_hidden_states"] = self._strip_hidden(out.decoder_hidden_states, T)
+        if out.get("encoder_last_hidden_state") is not None:
+            out["encoder_last_hidden_state"] = out.encoder_last_hidden_state[:, T:]
+        if out.get("encoder_hidden_states") is not None:
+            out["encoder_hidden_states"] = self._strip_hidden(out.encoder_hidden_states, T)
+        return out
+
+    def _forward_seq_cls(self, input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs):
+        T = self.num_virtual_tokens
+        embeds, mask, _, _, _ = self._prepend(input_ids, inputs_embeds, attention_mask, task_ids)
+        self._extend_token_type_ids(kwargs, T)
+        kwargs.pop("num_items_in_batch", None)  # classification heads average over the batch themselves
+        out = self.base_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)
+        if out.get("hidden_states") is not None:
+            out["hidden_states"] = self._strip_hidden(out.hidden_states, T)
+        return out
+
+    # ------------------------------------------------------------------ generate
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, task_ids=None,
+                 **generate_kwargs) -> torch.Tensor:
+        """Generate with the prompt in front; returns only the new tokens, ``(B, new)``.
+
+        Causal LMs: the base model's ``generate`` runs on ``[prompt; embed(input_ids)]`` with the extended
+        mask; Hugging Face derives position ids from that mask exactly as :meth:`forward` does. Seq2seq:
+        the encoder reads ``[prompt; input]``; with decoder prompts the decoder starts from the same
+        ``[P_dec; <start>]`` it was trained on. The decoder start token is not returned.
+        Logits processors that look at past tokens (e.g. ``repetition_penalty``) see only generated tokens.
+        """
+        if self.task_type == TaskType.SEQ_CLS:
+            raise ValueError("generate() is for CAUSAL_LM and SEQ_2_SEQ_LM prompts; call the model for SEQ_CLS.")
+        embeds, mask, prompt, B, _ = self._prepend(input_ids, None, attention_mask, task_ids)
+        if self.task_type == TaskType.CAUSAL_LM:
+            return self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
+        if self.num_transformer_submodules == 1:
+            out = self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
+            return out[:, 1:]  # drop the decoder start token
+        return self._generate_with_decoder_prompt(embeds, mask, prompt, **generate_kwargs)
+
+    def _generate_with_decoder_prompt(self, embeds, mask, prompt, **generate_kwargs):
+        """Seq2seq generation whose decoder starts from ``[P_dec; <start>]``, as in training.
+
+        Hugging Face's ``generate`` cannot take decoder embeddings, so we run the decoder once on the
+        decoder prompt to fill the key/value cache, then let ``generate`` continue from that cache. The
+        cached positions need placeholder ids in ``decoder_input_ids``; they are never embedded (the
+        cache stands in for them) and are cut from the result.
+        """
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        T = self.num_virtual_tokens
+        B = embeds.shape[0]
+        base = self.base_model
+        encoder_outputs = base.get_encoder()(inputs_embeds=embeds, attention_mask=mask, return_dict=True)
+        cache = EncoderDecoderCache(DynamicCache(config=base.config), DynamicCache(config=base.config))
+        base(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_inputs_embeds=prompt[:, T:].to(embeds.dtype),
+             past_key_values=cache, use_cache=True)
+        start = base.config.decoder_start_token_id
+        placeholder = base.config.pad_token_id if base.config.pad_token_id is not None else start
+        dec_ids = torch.full((B, T + 1), placeholder, dtype=torch.long, device=embeds.device)
+        dec_ids[:, -1] = start
+        out = base.generate(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec_ids,
+                            past_key_values=cache, **generate_kwargs)
+        return out[:, T + 1:]
+
+    # ------------------------------------------------------------------ parameters
+    def num_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts (shared tensors counted once)."""
+        seen, trainable, total = set(), 0, 0
+        for p in self.parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.num_trainable_parameters()
+        print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}")
+
+    def set_trainable(self, trainable: bool = True) -> PromptModel:
+        """Freeze the base model; make the prompt (and a SEQ_CLS head) trainable or not."""
+        self.base_model.requires_grad_(False)
+        self.prompt_encoder.requires_grad_(trainable)
+        if self.head is not None:
+            self.head.requires_grad_(trainable)
+        return self
+
+    def gradient_checkpointing_enable(self, **kwargs):
+        self.base_model.gradient_checkpointing_enable(**kwargs)
+
+    def gradient_checkpointing_disable(self):
+        self.base_model.gradient_checkpointing_disable()
+
+    # ------------------------------------------------------------------ files
+    def adapter_tensors(self) -> dict[str, torch.Tensor]:
+        """What ``adapter_model.safetensors`` holds, under PEFT's key names."""
+        tensors = {k: v.detach() for k, v in self.prompt_encoder.adapter_tensors().items()}
+        if self.head is not None:
+            for name, p in self.head.named_parameters():
+                tensors[f"base_model.{self.head_name}.{name}"] = p.detach()
+        return tensors
+
+    def load_adapter_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load tensors in PEFT's key names, checking every shape against this model."""
+        tensors = dict(tensors)
+        if self.head is not None:
+            prefix = f"base_model.{self.head_name}."
+            head_params = dict(self.head.named_parameters())
+            head_tensors = {k[len(prefix):]: tensors.pop(k) for k in list(tensors) if k.startswith(prefix)}
+            missing = sorted(set(head_params) - set(head_tensors))
+            if missing:
+                raise ValueError(f"The adapter file has no weights for the classification head ({prefix}{missing}); "
+                                 "it was saved from a model without this head.")
+            for name, t in head_tensors.items():
+                if name not in head_params:
+                    raise ValueError(f"The adapter file has {prefix}{name}, which this model's head does not have.")
+                if tuple(t.shape) != tuple(head_params[name].shape):
+                    raise ValueError(
+                        f"{prefix}{name} has shape {tuple(t.shape)} in the file but {tuple(head_params[name].shape)} "
+                        "in this model: the head was trained for a different number of labels or hidden size."
+                    )
+                with torch.no_grad():
+                    head_params[name].copy_(t.to(head_params[name].dtype))
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("base_model.")}
+        self.prompt_encoder.load_adapter_tensors(tensors)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, state_dict=None, safe_serialization: bool = True,
+                        **kwargs) -> Path:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) atomically.
+
+        ``state_dict`` and ``safe_serialization`` are accepted for ``transformers.Trainer`` and ignored:
+        the file always holds the adapter tensors, always as safetensors.
+        """
+        cfg = self.prompt_config
+        peft_dict = cfg.peft_dict() if hasattr(cfg, "peft_dict") else cfg.to_dict()
+        peft_dict = dict(peft_dict)
+        peft_dict.update(peft_type=cfg.peft_type, task_type=self.task_type.value, inference_mode=True)
+        if self.head_name is not None:
+            peft_dict["modules_to_save"] = list(CLASSIFIER_HEAD_NAMES)
+        full = dict(cfg.to_dict(), peft_type=cfg.peft_type, task_type=self.task_type.value)
+        return save_adapter(save_directory, peft_dict, self.adapter_tensors(), extra_config=full)
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, directory: str | os.PathLike, is_trainable: bool = False,
+                        ) -> PromptModel:
+        """Load a saved prompt (ours or PEFT's) onto ``model``.
+
+        The file must fit the model: its ``token_dim`` must equal the model's hidden size and its tensors
+        the configured number of virtual tokens; otherwise a ``ValueError`` says what does not fit.
+        ``is_trainable=True`` returns a model you can keep training (PEFT refuses that, peft #2046).
+        """
+        config_dict, tensors = load_adapter(directory)
+        d_model = model.get_input_embeddings().embedding_dim
+        token_dim = config_dict.get("token_dim")
+        if token_dim is not None and int(token_dim) != d_model:
+            raise ValueError(
+                f"{directory} holds a prompt for token_dim={token_dim}, but this model's hidden size is {d_model}: "
+                "the prompt was trained for another model. Load it onto the model it was saved from."
+            )
+        emb = tensors["prompt_embeddings"]
+        T = int(config_dict.get("num_virtual_tokens") or 0)
+        n_sub = int(config_dict.get("num_transformer_submodules") or 1)
+        if emb.ndim != 2 or emb.shape[1] != d_model:
+            raise ValueError(f"prompt_embeddings in {directory} has shape {tuple(emb.shape)}; this model needs "
+                             f"(num_virtual_tokens, {d_model}).")
+        if emb.shape[0] != T * n_sub:
+            raise ValueError(
+                f"prompt_embeddings in {directory} has {emb.shape[0]} rows but its config says num_virtual_tokens={T} "
+                f"x num_transformer_submodules={n_sub} = {T * n_sub}: the files do not belong together."
+            )
+        config = _config_from_dict(config_dict)
+        config = dataclasses.replace(config, inference_mode=True)  # build the encoder without running the init
+        prompt_model = get_prompt_model(model, config)
+        prompt_model.load_adapter_tensors(tensors)
+        prompt_model.prompt_config = dataclasses.replace(prompt_model.prompt_config, inference_mode=not is_trainable)
+        return prompt_model.set_trainable(is_trainable)
+
+    def extra_repr(self) -> str:
+        return (f"task_type={self.task_type.value}, num_virtual_tokens={self.num_virtual_tokens}, "
+                f"num_transformer_submodules={self.num_transformer_submodules}")
+
+
+def get_prompt_model(model: nn.Module, config, tokenizer=None) -> PromptModel:
+    """Attach a soft prompt to ``model`` (Lester et al. 2021, §2): the base model is frozen, the prompt trains.
+
+    ``config`` is a :class:`~softprompt.PromptTuningConfig` (or a MultitaskPromptTuningConfig, which builds
+    the MPT encoder of Wang et al. 2023). Fields the model determines (``token_dim``, layers, heads) are
+    filled in from it. ``tokenizer`` serves the TEXT and CLASS_LABELS inits (else the config's
+    ``tokenizer_name_or_path`` is loaded). For ``SEQ_CLS`` the classification head trains too.
+    """
+    if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
+        raise ValueError(f"{type(model).__name__} has no get_input_embeddings(); pass a Hugging Face model.")
+    config = _fill_config(config, model)
+    word_embeddings = model.get_input_embeddings()
+    model.requires_grad_(False)
+    encoder = _build_encoder(config, word_embeddings, tokenizer=tokenizer)
+    encoder = encoder.to(word_embeddings.weight.device)
+    prompt_model = PromptModel(model, config, encoder)
+    return prompt_model.set_trainable(not config.inference_mode)
