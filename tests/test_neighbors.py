@@ -146,3 +146,17 @@ def test_bad_input_gets_clear_errors(emb, tokenizer):
         nearest_tokens(torch.randn(4, 32), emb, tokenizer, task_id=1)
     with pytest.raises(ValueError, match="pass a tensor"):
         nearest_tokens([[0.0] * 32], emb, tokenizer)
+
+
+def test_prompt_embedding_initialized_from_text(llama, tokenizer, text_ids):
+    from softprompt import PromptEmbedding, PromptTuningConfig
+
+    config = PromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=len(text_ids), prompt_tuning_init="TEXT",
+        prompt_tuning_init_text=TEXT,
+    )
+    encoder = PromptEmbedding(config, llama.get_input_embeddings(), tokenizer)
+    table = nearest_tokens(encoder, llama, tokenizer, k=3)
+    assert table.ids[:, 0].tolist() == text_ids
+    with pytest.raises(ValueError, match="not MPT"):
+        nearest_tokens(encoder, llama, tokenizer, task_id=0)
