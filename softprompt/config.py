@@ -29,6 +29,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
 
 __all__ = ["TaskType", "PromptTuningInit", "TextInitFill", "RandomInitScale", "PromptTuningConfig"]
@@ -315,7 +316,7 @@ class PromptTuningConfig:
             )
         if self.num_transformer_submodules is None:
             changes["num_transformer_submodules"] = 1
-        name = getattr(mc, "name_or_path", None) or getattr(mc, "_name_or_path", None) or None
+        name = _portable_name(getattr(mc, "name_or_path", None) or getattr(mc, "_name_or_path", None) or None)
         if self.base_model_name_or_path is None and name:
             changes["base_model_name_or_path"] = name
         if self.uses_tokenizer and self.tokenizer_name_or_path is None:
@@ -388,6 +389,24 @@ class PromptTuningConfig:
         if kwargs.get("tokenizer_kwargs") and init not in ("TEXT", "CLASS_LABELS"):
             kwargs["tokenizer_kwargs"] = None
         return cls(**kwargs)
+
+
+def _portable_name(name: str | None) -> str | None:
+    """A preset loaded through softprompt's offline cache is named by its hub id, not by the cache path.
+
+    ``load_model("smollm2-135m-instruct")`` offline loads from ``~/.cache/softprompt/smollm2-...``;
+    a saved config should say ``HuggingFaceTB/SmolLM2-135M-Instruct``, which means something elsewhere.
+    """
+    if not name:
+        return name
+    from .models import PRESETS, cache_dir
+
+    path = Path(name)
+    if path.parent.resolve() == cache_dir().resolve():
+        for key, preset in PRESETS.items():
+            if path.name.lower().startswith(key + "-"):
+                return preset.hub_id
+    return name
 
 
 def _first_attr(config, names):

@@ -73,7 +73,8 @@ def common_word_token_ids(tokenizer, k: int | None = 5000) -> torch.Tensor:
         if i in special or not piece:
             continue
         if has_markers:
-            word_like = piece[0] in _WORD_START and piece[1:].isalpha()
+            # Decode the piece: byte-level BPE spells bytes as letters ("ĠĠ" is two spaces, not a word).
+            word_like = piece[0] in _WORD_START and tokenizer.convert_tokens_to_string([piece]).strip().isalpha()
         else:
             word_like = piece.isalpha()
         if word_like:

@@ -148,6 +148,9 @@ def _tokenizer_for(config: PromptTuningConfig):
     kwargs = {k: v for k, v in (config.tokenizer_kwargs or {}).items() if k != "trust_remote_code"}
     from .models import PRESETS, load_tokenizer
 
+    # A preset's hub id (what filled_from_model writes) loads through the preset, so it works offline too.
+    name = next((key for key, p in PRESETS.items() if p.hub_id.lower() == str(name).lower()), name)
+
     accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(load_tokenizer).parameters.values())
     if not kwargs or accepts_kwargs:
         return load_tokenizer(name, **kwargs)
