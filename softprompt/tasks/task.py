@@ -1,0 +1,357 @@
+"""The `Task`: a labelled dataset, a prompt template and a verbalizer, and the batches they make.
+
+Prompt tuning (Lester et al. 2021, §2) casts every classification task as text-to-text:
+the model reads a *source* string and must produce the *target*, a label word. A `Task`
+holds the three ingredients of that casting:
+
+* ``splits``: ``datasets.Dataset`` s with columns ``text``, ``label`` (int) and, for pair
+  tasks, ``text_b``;
+* ``template``: how an example becomes the source, e.g. ``"Review: {text}\\nSentiment:"``;
+* ``label_words``: the verbalizer, ``label_words[i]`` is the word for label id ``i``, written
+  without a leading space; the target string is ``" " + word``.
+
+Batches follow ARCHITECTURE.md. A **causal** batch is left padded and ends every row with the
+target, so the label positions are the last ``k`` positions of every row (``logits_to_keep =
+k + 1`` covers the predictions of all of them); without targets, each row ends right after the
+template, where rank classification reads the next-token distribution. A **seq2seq** batch
+sends the source to the encoder and the label word (plus eos) to the decoder, right padded.
+
+**Truncation.** When ``max_length`` (the model's context) is known, the *example text* is cut
+from its end, token by token, until ``num_virtual_tokens + len(source) + len(target)`` fits;
+the template and the target are never cut. For pair tasks the longer field is cut first. If
+even the template and the target alone do not fit, a ``ValueError`` says so.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from datasets import Dataset
+
+__all__ = ["Task", "SPLITS", "TEXT_FIELDS"]
+
+SPLITS = ("train", "validation", "test")
+TEXT_FIELDS = ("text", "text_b")  # the columns a template may name
+IGNORE_INDEX = -100  # label positions the loss skips (Hugging Face convention)
+_UNBOUNDED = 10**9  # tokenizers without a real limit report model_max_length ~ 1e30
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a template uses, in order: ``"Q: {text} A: {text_b}"`` -> ``["text", "text_b"]``."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+@dataclass(eq=False)
+class Task:
+    """A classification task cast as text-to-text (Lester et al. 2021, §2).
+
+    Build one with :func:`softprompt.load_task`; construct it directly for your own data.
+    """
+
+    name: str
+    family: str
+    description: str
+    splits: dict[str, Dataset]
+    template: str
+    label_words: list[str]
+    source: str = "builtin"  # "builtin" (generated offline), "hub" (a dataset recipe) or "custom"
+    metadata: dict = field(default_factory=dict)  # e.g. hub_id, config, generator seed
+
+    def __post_init__(self):
+        fields = template_fields(self.template)
+        if "text" not in fields:
+            raise ValueError(
+                f"template={self.template!r} has no {{text}} field; write e.g. 'Review: {{text}}\\nLabel:'."
+            )
+        unknown = [f for f in fields if f not in TEXT_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"template={self.template!r} names fields {unknown}; a template may use only {list(TEXT_FIELDS)}."
+            )
+        if len(self.label_words) < 2:
+            raise ValueError(f"label_words={self.label_words!r}: a classification task needs at least two label words.")
+        for word in self.label_words:
+            if not isinstance(word, str) or not word.strip() or word != word.strip():
+                raise ValueError(
+                    f"label word {word!r} of task {self.name!r} must be a non-empty string without surrounding "
+                    f"spaces; the leading space is added by Task.target()."
+                )
+        if len(set(self.label_words)) != len(self.label_words):
+            raise ValueError(
+                f"label_words={self.label_words!r} of task {self.name!r} repeat a word; make them distinct."
+            )
+        if not self.splits:
+            raise ValueError(f"task {self.name!r} has no splits; give at least one of {SPLITS}.")
+        for split, ds in self.splits.items():
+            self._check_split(split, ds, fields)
+
+    def _check_split(self, split: str, ds: Dataset, fields: list[str]) -> None:
+        if len(ds) == 0:
+            raise ValueError(f"split {split!r} of task {self.name!r} is empty; every split needs at least one example.")
+        missing = [c for c in [*fields, "label"] if c not in ds.column_names]
+        if missing:
+            raise ValueError(
+                f"split {split!r} of task {self.name!r} lacks columns {missing} (has {ds.column_names}); "
+                f"rename them to 'text', 'text_b' and 'label'."
+            )
+        labels = ds["label"]
+        lo, hi = min(labels), max(labels)
+        if lo < 0 or hi >= self.num_classes:
+            raise ValueError(
+                f"split {split!r} of task {self.name!r} has labels in [{lo}, {hi}] but the task has "
+                f"{self.num_classes} label words; labels must be 0..{self.num_classes - 1} "
+                f"(GLUE test splits use -1 for 'unlabelled': carve a test split from validation instead)."
+            )
+
+    # ------------------------------------------------------------------ the text-to-text casting
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_words)
+
+    @property
+    def fields(self) -> list[str]:
+        """The example columns the template reads: ``["text"]`` or ``["text", "text_b"]``."""
+        return list(dict.fromkeys(template_fields(self.template)))
+
+    @property
+    def is_pair(self) -> bool:
+        return "text_b" in self.fields
+
+    def format(self, example: Mapping) -> str:
+        """The source string: the template filled with the example's fields."""
+        return self.template.format(**{f: example[f] for f in self.fields})
+
+    def target(self, label: int) -> str:
+        """The target string for a label id: ``" " + label_words[label]``."""
+        if not 0 <= int(label) < self.num_classes:
+            raise ValueError(f"label={label} is out of range for task {self.name!r}; use 0..{self.num_classes - 1}.")
+        return " " + self.label_words[int(label)]
+
+    def label_token_ids(self, tokenizer, *, require_distinct_first: bool = True) -> list[list[int]]:
+        """Token ids of each target ``" " + word``, as a continuation (no special tokens).
+
+        Rank classification compares the *first* token of each label word at one position, so
+        those first tokens must differ; set ``require_distinct_first=False`` to skip that check
+        (e.g. for generation-only use).
+        """
+        ids = []
+        unk = tokenizer.unk_token_id
+        for word in self.label_words:
+            toks = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            if not toks or (unk is not None and unk in toks and word != tokenizer.unk_token):
+                raise ValueError(
+                    f"label word {word!r} of task {self.name!r} does not encode with this tokenizer "
+                    f"(got {tokenizer.convert_ids_to_tokens(toks)}); pick a word in its vocabulary, "
+                    f"or build the Task with other label_words."
+                )
+            ids.append(list(toks))
+        if require_distinct_first:
+            firsts = [t[0] for t in ids]
+            if len(set(firsts)) != len(firsts):
+                clash = {w: tokenizer.convert_ids_to_tokens(t[:1])[0] for w, t in zip(self.label_words, ids)}
+                raise ValueError(
+                    f"label words of task {self.name!r} share a first token ({clash}); rank classification "
+                    f"needs distinct first tokens, so choose label words that start differently."
+                )
+        return ids
+
+    # ------------------------------------------------------------------ data access
+
+    def sample(self, split: str = "train", n: int = 8, seed: int = 0) -> Dataset:
+        """``n`` examples of ``split`` drawn without replacement, the same ones for the same seed."""
+        ds = self[split]
+        if not 0 < n <= len(ds):
+            raise ValueError(f"n={n} is out of range for split {split!r} of task {self.name!r} (1..{len(ds)}).")
+        idx = random.Random(seed).sample(range(len(ds)), n)
+        return ds.select(idx)
+
+    def __getitem__(self, split: str) -> Dataset:
+        if split not in self.splits:
+            raise KeyError(f"task {self.name!r} has no split {split!r}; it has {sorted(self.splits)}.")
+        return self.splits[split]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        words = ", ".join(f"{i}={self.target(i)!r}" for i in range(self.num_classes))
+        first_split = next(iter(self.splits.values()))
+        ex = first_split[0]
+        lines = [
+            f"Task({self.name!r}, family={self.family!r}, source={self.source!r})",
+            f"  {self.description}",
+            f"  splits:      {sizes}",
+            f"  label words: {words}",
+            f"  template:    {self.template!r}",
+            f"  example:     {self.format(ex)!r} -> {self.target(ex['label'])!r}",
+        ]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ batches
+
+    def causal_batch(
+        self,
+        examples,
+        tokenizer,
+        with_targets: bool = True,
+        max_length: int | None = None,
+        num_virtual_tokens: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """A left-padded batch for a decoder-only LM, target at the very end of each row.
+
+        Returns ``input_ids (B, L)``, ``attention_mask (B, L)``, ``class_labels (B,)`` and, with
+        targets, ``labels (B, L)``: ``-100`` everywhere except the target tokens. Without targets,
+        rows end right after the template (rank classification, generation).
+        ``examples``: a Dataset slice (dict of lists), a list of dicts, or a Dataset.
+        ``max_length``: the model's context; ``None`` uses ``tokenizer.model_max_length`` when finite.
+        """
+        rows = _as_rows(examples)
+        targets = self._target_ids(tokenizer, rows, eos=False) if with_targets else [[] for _ in rows]
+        sources = self._source_ids(tokenizer, rows, targets, max_length, num_virtual_tokens)
+        pad = _pad_id(tokenizer)
+        seqs = [s + t for s, t in zip(sources, targets)]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, L)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, L)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # (B, L)
+        for i, (seq, tgt) in enumerate(zip(seqs, targets)):
+            input_ids[i, width - len(seq):] = torch.tensor(seq)
+            attention_mask[i, width - len(seq):] = 1
+            if tgt:
+                labels[i, width - len(tgt):] = torch.tensor(tgt)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if with_targets:
+            batch["labels"] = labels
+        batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
+        return batch
+
+    def seq2seq_batch(
+        self,
+        examples,
+        tokenizer,
+        with_targets: bool = True,
+        max_length: int | None = None,
+        num_virtual_tokens: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """A right-padded batch for an encoder-decoder LM: source -> encoder, label word + eos -> labels.
+
+        Returns ``input_ids (B, S)``, ``attention_mask (B, S)``, ``class_labels (B,)`` and, with
+        targets, ``labels (B, T)`` padded with ``-100`` (the model shifts them into decoder inputs).
+        ``max_length`` bounds the encoder side (prompt + source).
+        """
+        rows = _as_rows(examples)
+        no_target = [[] for _ in rows]
+        sources = self._source_ids(tokenizer, rows, no_target, max_length, num_virtual_tokens)
+        pad = _pad_id(tokenizer)
+        width = max(len(s) for s in sources)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, S)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, S)
+        for i, src in enumerate(sources):
+            input_ids[i, : len(src)] = torch.tensor(src)
+            attention_mask[i, : len(src)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if with_targets:
+            targets = self._target_ids(tokenizer, rows, eos=True)
+            t_width = max(len(t) for t in targets)
+            labels = torch.full((len(rows), t_width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+            for i, tgt in enumerate(targets):
+                labels[i, : len(tgt)] = torch.tensor(tgt)
+            batch["labels"] = labels
+        batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
+        return batch
+
+    # ------------------------------------------------------------------ tokenization helpers
+
+    def _target_ids(self, tokenizer, rows, eos: bool) -> list[list[int]]:
+        words = self.label_token_ids(tokenizer, require_distinct_first=False)
+        out = []
+        for r in rows:
+            self.target(r["label"])  # validates the label id
+            ids = list(words[int(r["label"])])
+            if eos:
+                if tokenizer.eos_token_id is None:
+                    raise ValueError(
+                        "the tokenizer has no eos token; seq2seq targets end with eos. Set tokenizer.eos_token."
+                    )
+                ids.append(tokenizer.eos_token_id)
+            out.append(ids)
+        return out
+
+    def _source_ids(self, tokenizer, rows, targets, max_length, num_virtual_tokens) -> list[list[int]]:
+        """Tokenized sources, the example text truncated so that prompt + source + target fits."""
+        if num_virtual_tokens < 0:
+            raise ValueError(f"num_virtual_tokens={num_virtual_tokens} must be >= 0.")
+        limit = _context_limit(tokenizer, max_length)
+        sources = tokenizer([self.format(r) for r in rows], add_special_tokens=True)["input_ids"]
+        if limit is None:
+            return [list(s) for s in sources]
+        out = []
+        for row, src, tgt in zip(rows, sources, targets):
+            budget = limit - num_virtual_tokens - len(tgt)  # tokens the source may use
+            if len(src) > budget:
+                src = self._truncated_source(tokenizer, row, budget, limit, num_virtual_tokens, len(tgt))
+            out.append(list(src))
+        return out
+
+    def _truncated_source(self, tokenizer, row, budget, limit, num_virtual_tokens, target_len) -> list[int]:
+        empty = dict(row, **{f: "" for f in self.fields})
+        bare = tokenizer(self.format(empty), add_special_tokens=True)["input_ids"]
+        if len(bare) > budget:
+            raise ValueError(
+                f"task {self.name!r}: the template alone takes {len(bare)} tokens and the target {target_len}, "
+                f"with {num_virtual_tokens} virtual tokens that exceeds the context of {limit} tokens; "
+                f"use fewer virtual tokens, a shorter template, or a larger max_length."
+            )
+        pieces = {f: tokenizer(str(row[f]), add_special_tokens=False)["input_ids"] for f in self.fields}
+        while True:
+            text = {f: tokenizer.decode(ids, skip_special_tokens=True).strip() for f, ids in pieces.items()}
+            src = tokenizer(self.format(dict(row, **text)), add_special_tokens=True)["input_ids"]
+            over = len(src) - budget
+            if over <= 0:
+                return src
+            longest = max(pieces, key=lambda f: len(pieces[f]))  # cut the longer field first
+            pieces[longest] = pieces[longest][: max(0, len(pieces[longest]) - over)]
+
+
+def _as_rows(examples) -> list[Mapping]:
+    """Accept a list of dicts, a dict of lists (a Dataset slice) or a Dataset; return a list of dicts."""
+    if isinstance(examples, Dataset):
+        rows = examples.to_list()
+    elif isinstance(examples, Mapping):
+        keys = list(examples)
+        lengths = {len(examples[k]) for k in keys}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"examples is a dict of lists of unequal lengths {sorted(lengths)}; slice a Dataset instead."
+            )
+        rows = [dict(zip(keys, vals)) for vals in zip(*(examples[k] for k in keys))]
+    elif isinstance(examples, Sequence) and not isinstance(examples, str):
+        rows = list(examples)
+    else:
+        raise TypeError(
+            f"examples must be a list of dicts, a dict of lists or a Dataset, not {type(examples).__name__}."
+        )
+    if not rows:
+        raise ValueError("examples is empty; a batch needs at least one example.")
+    if "label" not in rows[0]:
+        raise ValueError(f"examples lack a 'label' column (have {sorted(rows[0])}).")
+    return rows
+
+
+def _pad_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first.")
+    return pad
+
+
+def _context_limit(tokenizer, max_length: int | None) -> int | None:
+    if max_length is not None:
+        if max_length <= 0:
+            raise ValueError(f"max_length={max_length} must be positive (the model's context length).")
+        return int(max_length)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit is not None and limit < _UNBOUNDED else None
