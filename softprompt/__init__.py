@@ -19,6 +19,7 @@ _LAZY = {
     "PRESETS": "models", "DEFAULT_MODEL": "models",
     # prompt tuning (Lester et al. 2021)
     "TaskType": "config", "PromptTuningInit": "config", "TextInitFill": "config", "PromptTuningConfig": "config",
+    "RandomInitScale": "config",
     "PromptEmbedding": "prompt_embedding",
     "PromptModel": "prompt_model", "get_prompt_model": "prompt_model",
     # multitask prompt tuning (Wang et al. 2023)
