@@ -64,8 +64,9 @@ class PromptPrefixCache:
                     f"PromptPrefixCache needs a PromptModel (with .{attr}); got {type(prompt_model).__name__}. "
                     "For a plain model and a prompt tensor use PromptPrefixCache.from_prompt(model, prompt)."
                 )
-        task_type = str(getattr(prompt_model, "task_type", "CAUSAL_LM"))
-        if "CAUSAL_LM" not in task_type.upper():
+        task_type = getattr(prompt_model, "task_type", "CAUSAL_LM")
+        task_type = str(getattr(task_type, "value", task_type))
+        if task_type.upper() != "CAUSAL_LM":
             raise ValueError(
                 f"PromptPrefixCache works for causal LMs only; this PromptModel has task_type={task_type!r}. "
                 "Seq2seq models put the prompt in the encoder, which runs once per input anyway: use the model."
