@@ -365,8 +365,10 @@ class PromptModel(nn.Module):
         placeholder = base.config.pad_token_id if base.config.pad_token_id is not None else start
         dec_ids = torch.full((B, T + 1), placeholder, dtype=torch.long, device=embeds.device)
         dec_ids[:, -1] = start
+        # A full-length decoder mask tells generate that the first T ids are already in the cache.
+        dec_mask = torch.ones_like(dec_ids)  # (B, T + 1)
         out = base.generate(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec_ids,
-                            past_key_values=cache, **generate_kwargs)
+                            decoder_attention_mask=dec_mask, past_key_values=cache, **generate_kwargs)
         return out[:, T + 1:]
 
     # ------------------------------------------------------------------ parameters
