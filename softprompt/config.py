@@ -35,7 +35,17 @@ from typing import Any, ClassVar
 __all__ = ["TaskType", "PromptTuningInit", "TextInitFill", "RandomInitScale", "PromptTuningConfig"]
 
 
-class TaskType(str, Enum):
+class _StrEnum(str, Enum):
+    """A str Enum that prints as its value: ``task_type='CAUSAL_LM'`` in a config's repr, as in a JSON file."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class TaskType(_StrEnum):
     """What the base model does; decides how PromptModel builds inputs and labels."""
 
     CAUSAL_LM = "CAUSAL_LM"  # decoder-only: the prompt goes first, before any padding
@@ -43,7 +53,7 @@ class TaskType(str, Enum):
     SEQ_CLS = "SEQ_CLS"  # encoder with a classification head
 
 
-class PromptTuningInit(str, Enum):
+class PromptTuningInit(_StrEnum):
     """How the prompt vectors start out (Lester et al. §3.2)."""
 
     RANDOM = "RANDOM"  # random vectors (scaled by `random_init_scale`)
@@ -52,14 +62,14 @@ class PromptTuningInit(str, Enum):
     CLASS_LABELS = "CLASS_LABELS"  # one slot per label word, the rest sampled vocabulary (not in PEFT)
 
 
-class TextInitFill(str, Enum):
+class TextInitFill(_StrEnum):
     """What fills the slots after a TEXT init shorter than the prompt."""
 
     REPEAT = "REPEAT"  # repeat the text cyclically (PEFT)
     SAMPLE_VOCAB = "SAMPLE_VOCAB"  # sampled vocabulary (Lester's "remaining slots" rule)
 
 
-class RandomInitScale(str, Enum):
+class RandomInitScale(_StrEnum):
     """How large RANDOM init vectors are."""
 
     VOCAB_NORM = "vocab_norm"  # random direction, length = mean norm of the vocabulary's embeddings

@@ -203,3 +203,9 @@ def test_filled_from_model_names(llama, tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path))
     llama.config._name_or_path = str(tmp_path / "smollm2-135m-instruct-q4_1")
     assert cfg().filled_from_model(llama).base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_repr_reads_like_the_json():
+    c = cfg(task_type="CAUSAL_LM", prompt_tuning_init="sample_vocab")
+    assert "task_type='CAUSAL_LM'" in repr(c) and "prompt_tuning_init='SAMPLE_VOCAB'" in repr(c)
+    assert f"{c.task_type}" == str(c.task_type) == "CAUSAL_LM"

@@ -5,7 +5,7 @@ import math
 import peft
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from softprompt.config import PromptTuningConfig
@@ -173,9 +173,6 @@ def test_text_fill_with_sampled_vocab(emb, tokenizer):
 
 
 def test_text_drops_special_tokens(emb, tokenizer):
-    tokenizer.backend_tokenizer.post_processor = None
-    from tokenizers import processors
-
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)]
     )
