@@ -292,10 +292,16 @@ def initial_prompt(
             f"prompt_tuning_init={init.value!r} needs a tokenizer: pass one, or set tokenizer_name_or_path "
             "(config.filled_from_model(model) sets it from the model's name)."
         )
+    samples = init != PromptTuningInit.TEXT or config.text_init_fill == TextInitFill.SAMPLE_VOCAB
     candidates = None
-    if tokenizer is not None and config.sample_vocab_size is not None:
+    if samples and tokenizer is not None and config.sample_vocab_size is not None:
         candidates = common_word_token_ids(tokenizer, config.sample_vocab_size)
         candidates = candidates[candidates < w.shape[0]]
+        if len(candidates) == 0:
+            raise ValueError(
+                f"None of the tokenizer's common words has a row in the model's embedding table ({w.shape[0]} rows): "
+                "the tokenizer does not belong to this model. Use the model's own tokenizer."
+            )
     if init == PromptTuningInit.SAMPLE_VOCAB:
         return sample_vocab_init(word_embeddings, T, candidate_ids=candidates, generator=gen)
     if init == PromptTuningInit.TEXT:
