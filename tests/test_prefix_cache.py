@@ -110,3 +110,21 @@ def test_bad_inputs(tokenizer, prompt, llama):
     ids, mask = _batch(tokenizer)
     with pytest.raises(ValueError, match="past_key_values"):
         cache.generate(ids, mask, past_key_values=None)
+
+
+def test_prompt_model_forward_and_generate(causal_arch, tokenizer):
+    from softprompt.config import PromptTuningConfig
+    from softprompt.prompt_model import get_prompt_model
+
+    pm = get_prompt_model(tiny_model(causal_arch, seed=3), PromptTuningConfig(task_type="CAUSAL_LM",
+                                                                              num_virtual_tokens=T, seed=0)).eval()
+    ids, mask = _batch(tokenizer)
+    cache = PromptPrefixCache(pm)
+    with torch.no_grad():
+        ref = pm(input_ids=ids, attention_mask=mask, logits_to_keep=2).logits
+    real = mask[:, -2:, None]  # the short row has a pad among its last two positions
+    torch.testing.assert_close(cache.logits(ids, mask, logits_to_keep=2) * real, ref * real, atol=1e-5, rtol=1e-5)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert torch.equal(cache.generate(ids, mask, **kw), pm.generate(ids, mask, **kw))
+    with pytest.raises(ValueError, match="not multitask"):
+        PromptPrefixCache(pm, task_id=0)
