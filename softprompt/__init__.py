@@ -31,7 +31,7 @@ _LAZY = {
     "Callback": "callbacks", "TrainState": "callbacks",
     "evaluate": "evaluation",
     "PromptPrefixCache": "prefix_cache",
-    "PromptBank": "serving",
+    "PromptBank": "serving", "ensemble_predict": "serving",
     # reading learned prompts
     "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
     "PromptSnapshots": "snapshots",
