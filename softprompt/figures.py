@@ -96,16 +96,21 @@ def pca_basis(embeddings: torch.Tensor, n_sample: int = 2000, seed: int = 0):
 
 
 def pca_paths(source, word_embeddings=None, tokenizer=None, *, highlight_words=(), n_vocab: int = 2000,
-              seed: int = 0, task_id: int | None = None, tokens=None, ax=None) -> Figure:
+              seed: int = 0, task_id: int | None = None, tokens=None, upto: int | None = None,
+              emphasize: int | None = None, ax=None) -> Figure:
     """The prompt among the words: a 2-D PCA of a vocabulary sample with each virtual token's path.
 
     ``source`` is a :class:`~softprompt.PromptSnapshots` (paths from step 0, hollow circle, to the last
     snapshot, filled), a stack ``(S, T, d)``, or one prompt in any form ``nearest_tokens`` takes. The
     axes are the two principal components of the vocabulary sample alone, so they do not move
     with the prompt. ``highlight_words`` (e.g. the label words) are marked and named; ``tokens``
-    picks which virtual tokens to draw (default all).
+    picks which virtual tokens to draw (default all); ``upto`` stops the paths at that snapshot index;
+    ``emphasize`` draws one virtual token bold and the others faint.
     """
     steps, traj, own_words = _trajectory(source, task_id)  # traj: (S, T, d)
+    if upto is not None:
+        upto = range(len(steps))[upto]  # IndexError for a snapshot that does not exist; -1 = the last
+        steps, traj = steps[:upto + 1], traj[:upto + 1]
     e = _words_from(own_words, word_embeddings)  # (V, d)
     if traj.shape[-1] != e.shape[-1]:
         raise ValueError(f"the prompt has d={traj.shape[-1]} but the word embeddings d={e.shape[-1]}; same model?")
@@ -126,11 +131,13 @@ def pca_paths(source, word_embeddings=None, tokenizer=None, *, highlight_words=(
     colors = [f"C{i % 10}" for i in range(traj.shape[1])]
     for t in chosen:
         path = xy[:, t]  # (S, 2)
+        bold = emphasize is None or emphasize == t
+        alpha, lw, size = (0.9, 1.0 if emphasize is None else 2.0, 30) if bold else (0.25, 0.8, 15)
         if len(steps) > 1:
-            ax.plot(path[:, 0], path[:, 1], "-", lw=1, color=colors[t], alpha=0.8)
-            ax.scatter(path[0, 0], path[0, 1], s=30, facecolors="none", edgecolors=colors[t])
-        ax.scatter(path[-1, 0], path[-1, 1], s=30, color=colors[t])
-        if traj.shape[1] <= 30:
+            ax.plot(path[:, 0], path[:, 1], "-", lw=lw, color=colors[t], alpha=alpha)
+            ax.scatter(path[0, 0], path[0, 1], s=size, facecolors="none", edgecolors=colors[t], alpha=alpha)
+        ax.scatter(path[-1, 0], path[-1, 1], s=size, color=colors[t], alpha=alpha)
+        if traj.shape[1] <= 30 and bold:
             ax.annotate(f"v{t}", path[-1].tolist(), xytext=(3, -9), textcoords="offset points", fontsize=7,
                         color=colors[t])
     span = f", steps {steps[0]}→{steps[-1]}" if len(steps) > 1 else ""

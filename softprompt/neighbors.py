@@ -283,6 +283,7 @@ class NeighborTable:
     pieces: list[list[str]]
     metric: str = "cosine"
     title: str = ""
+    rows: list[int] | None = None  # the virtual-token index of each row (default 0..T-1)
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -290,6 +291,16 @@ class NeighborTable:
     @property
     def k(self) -> int:
         return self.ids.shape[1]
+
+    def _label(self, i: int) -> str:
+        return f"v{self.rows[i] if self.rows is not None else i}"
+
+    def select(self, rows) -> NeighborTable:
+        """A table of only the given rows (virtual-token positions in this table), keeping their labels."""
+        rows = [int(r) for r in rows]
+        labels = [self.rows[r] if self.rows is not None else r for r in rows]
+        return NeighborTable(self.ids[rows], self.scores[rows], [self.pieces[r] for r in rows], self.metric,
+                             self.title, labels)
 
     def tokens(self, i: int) -> list[str]:
         """The readable neighbours of virtual token ``i``, nearest first."""
@@ -306,7 +317,8 @@ class NeighborTable:
     def to_rows(self) -> list[dict]:
         """One dict per (virtual token, rank): ``virtual_token, rank, token, id, score``."""
         return [
-            {"virtual_token": t, "rank": r + 1, "token": tok, "id": i, "score": s}
+            {"virtual_token": self.rows[t] if self.rows is not None else t, "rank": r + 1, "token": tok, "id": i,
+             "score": s}
             for t in range(len(self))
             for r, (tok, i, s) in enumerate(self[t])
         ]
@@ -317,7 +329,7 @@ class NeighborTable:
         return f"{head} ({self.title})" if self.title else head
 
     def __repr__(self) -> str:
-        cells = [[f"v{t}"] + [f"{tok} {s:.3f}" for tok, _, s in self[t]] for t in range(len(self))]
+        cells = [[self._label(t)] + [f"{tok} {s:.3f}" for tok, _, s in self[t]] for t in range(len(self))]
         header = [""] + [f"#{r + 1}" for r in range(self.k)]
         widths = [max(len(row[c]) for row in [header] + cells) for c in range(len(header))]
         lines = [self._header()]
@@ -333,7 +345,7 @@ class NeighborTable:
             cells = "".join(
                 f"<td><code>{esc(tok)}</code> <small>{s:.3f}</small></td>" for tok, _, s in self[t]
             )
-            body.append(f"<tr><th>v{t}</th>{cells}</tr>")
+            body.append(f"<tr><th>{self._label(t)}</th>{cells}</tr>")
         return (
             f"<div><p><b>{esc(self._header())}</b></p><table><thead><tr><th></th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>"
