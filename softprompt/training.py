@@ -37,7 +37,7 @@ from .checkpoints import (
 )
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
 
-__all__ = ["Mixing", "TrainingConfig", "History", "train", "model_inputs", "TaskCollator"]
+__all__ = ["Mixing", "TrainingConfig", "History", "train", "model_inputs"]
 
 
 class Mixing(str, Enum):
@@ -643,36 +643,3 @@ def _resume(path, named, opt, batches, cfg, tasks) -> tuple[int, History]:
     restore_rng(*ckpt.rng)
     batches.sampler.load_state_dict(ckpt.state["data_order"])
     return ckpt.step, History.from_dict(ckpt.state["history"])
-
-
-# ---------------------------------------------------------------------------------------------
-# transformers.Trainer
-# ---------------------------------------------------------------------------------------------
-class TaskCollator:
-    """A ``data_collator`` for ``transformers.Trainer``: dataset rows of a Task -> PromptModel inputs.
-
-        trainer = Trainer(model=prompt_model, args=TrainingArguments(..., remove_unused_columns=False),
-                          train_dataset=task.splits["train"], data_collator=TaskCollator(task, tokenizer, prompt_model))
-
-    For causal LMs it adds ``logits_to_keep`` so the LM head runs only at the label positions.
-    """
-
-    def __init__(self, task, tokenizer, prompt_model=None, *, max_length: int | None = None, task_id: int | None = None,
-                 fast: bool = True):
-        self.task, self.tokenizer, self.max_length, self.fast = task, tokenizer, max_length, fast
-        self.task_type = _task_type(prompt_model) if prompt_model is not None else "CAUSAL_LM"
-        self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
-        needs_ids = getattr(getattr(prompt_model, "prompt_encoder", None), "needs_task_ids", False)
-        self.task_id = task_id if task_id is not None else (0 if needs_ids else None)
-
-    def __call__(self, features: list[dict]) -> dict:
-        examples = {k: [f[k] for f in features] for k in features[0]}
-        batch = _task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
-                            num_virtual_tokens=self.num_virtual_tokens)
-        batch = _trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)
-        if self.task_id is not None:
-            batch["task_ids"] = torch.full((len(features),), self.task_id, dtype=torch.long)
-        if self.fast and self.task_type == "CAUSAL_LM":
-            batch["logits_to_keep"] = _logits_to_keep(batch["labels"])
-        return batch
-

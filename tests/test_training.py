@@ -15,7 +15,7 @@ from softprompt.prompt_model import get_prompt_model
 from softprompt.tasks.task import Task
 from softprompt.testing import tiny_model, tiny_tokenizer
 from softprompt.training import (
-    History, TaskCollator, TrainingConfig, _ExampleOrder, _MixtureSampler, model_inputs, train,
+    History, TrainingConfig, _ExampleOrder, _MixtureSampler, model_inputs, train,
 )
 
 
@@ -362,10 +362,3 @@ def test_resume_refuses_other_settings_and_resume_false_starts_over(tmp_path):
     h = train(prompt_model(), tiny_tokenizer(), toy_task(), steps=2, lr=0.1, resume=False, **kw)
     assert h.steps == 2 and [p.name for p in tmp_path.iterdir()] == ["checkpoint-000002"]
 
-
-def test_trainer_collator_builds_prompt_model_inputs():
-    task, tok = toy_task(), tiny_tokenizer()
-    pm = prompt_model()
-    batch = TaskCollator(task, tok, pm)([task.splits["train"][i] for i in range(3)])
-    assert set(batch) == {"input_ids", "attention_mask", "labels", "logits_to_keep"}
-    assert pm(**batch).loss.isfinite()

@@ -1,0 +1,85 @@
+"""Training a PromptModel with ``transformers.Trainer``: the road to several GPUs through accelerate.
+
+:func:`softprompt.train` is the readable loop for one device. For data parallelism, mixed
+precision or DeepSpeed, hand the same PromptModel to Hugging Face's Trainer; we write no
+distributed code of our own. Two small pieces make that smooth:
+
+* :class:`TaskCollator` turns rows of a Task's split into PromptModel inputs (the same batches
+  ``train`` uses, with ``logits_to_keep`` so the LM head runs only at the label positions);
+* :class:`PromptTrainer` saves what matters, PEFT-compatible adapter files
+  (``PromptModel.save_pretrained``), instead of the full model state, and resumes from them.
+  A plain ``Trainer`` trains fine but cannot save a PromptModel: it falls back to
+  ``safetensors.save_file(model.state_dict())``, which refuses tied embeddings.
+
+    trainer = PromptTrainer(
+        model=prompt_model,
+        args=TrainingArguments("out", max_steps=100, learning_rate=3e-2, remove_unused_columns=False),
+        train_dataset=task.splits["train"],
+        data_collator=TaskCollator(task, tokenizer, prompt_model),
+    )
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import Trainer
+
+from .training import _logits_to_keep, _task_batch, _task_type, _trim
+
+__all__ = ["TaskCollator", "PromptTrainer"]
+
+
+class TaskCollator:
+    """A ``data_collator``: a list of a Task's dataset rows -> ``prompt_model(**batch)`` inputs.
+
+    Pass ``remove_unused_columns=False`` in ``TrainingArguments``: the collator reads the
+    ``text``/``label`` columns itself. ``fast=True`` adds ``logits_to_keep`` for causal LMs.
+    A multitask (MPT) prompt gets ``task_ids`` filled with ``task_id`` (default 0).
+    """
+
+    def __init__(self, task, tokenizer, prompt_model=None, *, max_length: int | None = None,
+                 task_id: int | None = None, fast: bool = True):
+        self.task, self.tokenizer, self.max_length, self.fast = task, tokenizer, max_length, fast
+        self.task_type = _task_type(prompt_model) if prompt_model is not None else "CAUSAL_LM"
+        self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
+        needs_ids = getattr(getattr(prompt_model, "prompt_encoder", None), "needs_task_ids", False)
+        self.task_id = task_id if task_id is not None else (0 if needs_ids else None)
+
+    def __call__(self, features: list[dict]) -> dict:
+        examples = {k: [f[k] for f in features] for k in features[0]}
+        batch = _task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
+                            num_virtual_tokens=self.num_virtual_tokens)
+        batch = _trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)
+        if self.task_id is not None:
+            batch["task_ids"] = torch.full((len(features),), self.task_id, dtype=torch.long)
+        if self.fast and self.task_type == "CAUSAL_LM":
+            batch["logits_to_keep"] = _logits_to_keep(batch["labels"])
+        return batch
+
+
+class PromptTrainer(Trainer):
+    """``transformers.Trainer`` that saves and reloads a PromptModel as adapter files.
+
+    ``save_model`` and every checkpoint write ``adapter_config.json`` + ``adapter_model.safetensors``
+    (loadable by :meth:`PromptModel.from_pretrained` and by PEFT); ``resume_from_checkpoint``
+    reads them back. The optimizer/scheduler/RNG files of a Trainer checkpoint are Trainer's own.
+    """
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from .adapter_files import load_adapter
+
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        _, tensors = load_adapter(resume_from_checkpoint)
+        model.load_adapter_tensors(tensors)
