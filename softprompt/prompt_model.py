@@ -27,12 +27,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .adapter_files import load_adapter, save_adapter
+from .adapter_files import SIDECAR_CONFIG_NAME, load_adapter, save_adapter
 from .config import PromptTuningConfig, TaskType
 
 __all__ = ["PromptModel", "get_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
@@ -478,6 +479,16 @@ class PromptModel(nn.Module):
                 f"prompt_embeddings in {directory} has {emb.shape[0]} rows but its config says num_virtual_tokens={T} "
                 f"x num_transformer_submodules={n_sub} = {T * n_sub}: the files do not belong together."
             )
+        from_peft = not (Path(directory) / SIDECAR_CONFIG_NAME).exists()
+        if from_peft and n_sub == 2 and config_dict.get("peft_type") == "PROMPT_TUNING":
+            # PEFT's seq2seq prompt tuning allocates a decoder half but never feeds it to the model
+            # (PeftModelForSeq2SeqLM uses prompts[:, :T] only). Keep the encoder half: we compute what PEFT computes.
+            warnings.warn(
+                f"{directory} is a PEFT seq2seq prompt with num_transformer_submodules=2; PEFT never uses its "
+                "decoder half, so it is dropped and the prompt is loaded as an encoder prompt.", stacklevel=2,
+            )
+            tensors = dict(tensors, prompt_embeddings=emb[:T])
+            config_dict = dict(config_dict, num_transformer_submodules=1)
         config = _config_from_dict(config_dict)
         config = dataclasses.replace(config, inference_mode=True)  # build the encoder without running the init
         prompt_model = get_prompt_model(model, config)
