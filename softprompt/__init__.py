@@ -35,6 +35,8 @@ _LAZY = {
     # reading learned prompts
     "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
     "PromptSnapshots": "snapshots",
+    "measure_waywardness": "waywardness", "hard_prompt_model": "waywardness", "WaywardnessReport": "waywardness",
+    "PromptExplorer": "explorers", "TaskExplorer": "explorers",
 }
 
 __all__ = sorted(_LAZY)

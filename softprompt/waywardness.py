@@ -12,10 +12,10 @@ and the projected text alone often does much worse. So the neighbours are a hint
 
 :func:`hard_prompt_model` builds the projected model: a ``PromptModel`` on the *same* base model whose
 prompt is exactly the embeddings of the projected tokens, i.e. precisely the hard prompt made of
-those tokens, placed where the soft prompt was. :func:`waywardness` evaluates both prompts with
+those tokens, placed where the soft prompt was. :func:`measure_waywardness` evaluates both prompts with
 :func:`softprompt.evaluate` and reports the two accuracies with the projected text.
 
-    report = waywardness(prompt_model, tokenizer, task)
+    report = measure_waywardness(prompt_model, tokenizer, task)
     report          # soft accuracy, hard accuracy, the projected text
 """
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from .neighbors import display_token, nearest_tokens, prompt_matrix
 
-__all__ = ["project_to_tokens", "hard_prompt_model", "waywardness", "WaywardnessReport", "HardPrompt"]
+__all__ = ["project_to_tokens", "hard_prompt_model", "measure_waywardness", "WaywardnessReport", "HardPrompt"]
 
 
 def project_to_tokens(prompt_model, tokenizer, metric: str = "cosine", *, task_id: int | None = None,
@@ -127,7 +127,7 @@ class WaywardnessReport:
         ])
 
 
-def waywardness(prompt_model, tokenizer, task, split: str = "test", *, metric: str = "cosine",
+def measure_waywardness(prompt_model, tokenizer, task, split: str = "test", *, metric: str = "cosine",
                 task_id: int | None = None, skip_special: bool = False, words_only: bool = False,
                 **evaluate_kwargs) -> WaywardnessReport:
     """Evaluate a soft prompt and its nearest-token projection as a hard prompt (Khashabi et al. 2022).

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from softprompt import PromptTuningConfig, get_prompt_model, load_task
-from softprompt.waywardness import HardPrompt, hard_prompt_model, project_to_tokens, waywardness
+from softprompt.waywardness import HardPrompt, hard_prompt_model, measure_waywardness, project_to_tokens
 
 TEXT = "classify the review : positive or negative"
 
@@ -58,7 +58,7 @@ def test_waywardness_report(tokenizer, llama):
                                 prompt_tuning_init_text=TEXT)
     pm = get_prompt_model(llama, config, tokenizer)
     task = load_task("sentiment_movies")
-    report = waywardness(pm, tokenizer, task, max_examples=16, batch_size=16)
+    report = measure_waywardness(pm, tokenizer, task, max_examples=16, batch_size=16)
     # a prompt that already is token embeddings projects onto those very tokens: nothing is lost
     assert report.text == TEXT
     assert report.soft_accuracy == report.hard_accuracy
@@ -69,7 +69,7 @@ def test_waywardness_report(tokenizer, llama):
 
     with torch.no_grad():  # move the prompt off the tokens: the projection keeps the nearest, the cosine drops
         pm.prompt_encoder.weight.add_(0.3 * torch.randn_like(pm.prompt_encoder.weight))
-    moved = waywardness(pm, tokenizer, task, max_examples=8, batch_size=8, return_predictions=True)
+    moved = measure_waywardness(pm, tokenizer, task, max_examples=8, batch_size=8, return_predictions=True)
     assert moved.cosine.max() < 1 - 1e-4
     assert len(moved.hard["predictions"]) == 8
 
