@@ -44,6 +44,7 @@ from transformers.utils import logging as hf_logging
 
 __all__ = [
     "DEFAULT_MODEL", "PRESETS", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model", "load_tokenizer",
+    "preset_key",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -132,7 +133,8 @@ def load_model(
         ModelLoadError: naming every route tried and the command that fixes it.
     """
     offline = is_offline() if offline is None else offline
-    preset = PRESETS.get(name_or_path.lower()) if isinstance(name_or_path, str) else None
+    key = preset_key(name_or_path)
+    preset = PRESETS.get(key) if key else None
     errors: list[str] = []
 
     if preset is None:
@@ -160,7 +162,7 @@ def load_model(
 
     if preset.gguf_file is not None:
         try:
-            local = _cached_gguf_conversion(name_or_path.lower(), preset)
+            local = _cached_gguf_conversion(key, preset)
             model, tok = _from_pretrained(str(local), task_type, dtype, True, model_kwargs)
             return _finish(model, tok, device)
         except Exception as exc:
@@ -174,13 +176,32 @@ def load_model(
     raise ModelLoadError(f"Could not load preset {name_or_path!r}.\n  - " + "\n  - ".join(errors) + f"\n{fix}")
 
 
-def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, offline: bool | None = None) -> PreTrainedTokenizerBase:
+def preset_key(name_or_path) -> str | None:
+    """The preset a name refers to: its key (``"smollm2-135m-instruct"``) or its hub id, any case; else None.
+
+    A saved prompt records the hub id (portable), and that id still loads offline through the preset.
+    """
+    if not isinstance(name_or_path, str):
+        return None
+    name = name_or_path.lower()
+    if name in PRESETS:
+        return name
+    return next((key for key, p in PRESETS.items() if p.hub_id.lower() == name), None)
+
+
+def load_tokenizer(
+    name_or_path: str = DEFAULT_MODEL, *, offline: bool | None = None, **tokenizer_kwargs
+) -> PreTrainedTokenizerBase:
     """The tokenizer alone, by the same routes as :func:`load_model` (presets included).
 
-    Used when a config names its tokenizer (``tokenizer_name_or_path``) for TEXT or CLASS_LABELS init.
+    Used when a config names its tokenizer (``tokenizer_name_or_path``) for TEXT or CLASS_LABELS init;
+    ``tokenizer_kwargs`` go to ``AutoTokenizer.from_pretrained`` (``trust_remote_code`` is refused).
     """
+    if tokenizer_kwargs.get("trust_remote_code"):
+        raise ValueError("load_tokenizer never passes trust_remote_code; drop it from tokenizer_kwargs.")
     offline = is_offline() if offline is None else offline
-    preset = PRESETS.get(name_or_path.lower()) if isinstance(name_or_path, str) else None
+    key = preset_key(name_or_path)
+    preset = PRESETS.get(key) if key else None
     sources = [name_or_path] if preset is None else []
     if preset is not None and not offline and hub_reachable():
         sources.append(preset.hub_id)
@@ -190,9 +211,9 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, offline: bool | None = 
     for source in sources:
         try:
             if source == "gguf":
-                source = str(_cached_gguf_conversion(name_or_path.lower(), preset))
+                source = str(_cached_gguf_conversion(key, preset))
             kw = {"local_files_only": True} if offline or source != name_or_path else {}
-            tok = AutoTokenizer.from_pretrained(source, **kw)
+            tok = AutoTokenizer.from_pretrained(source, **kw, **tokenizer_kwargs)
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
             return tok

@@ -106,3 +106,25 @@ def test_unreachable_hub_goes_straight_to_the_offline_route(monkeypatch):
     monkeypatch.setattr(models, "_from_pretrained", no_hub)  # only the hub route would reach it here
     with pytest.raises(ModelLoadError, match="unreachable"):
         load_model("smollm2-135m-instruct", offline=False)
+
+
+def test_a_presets_hub_id_resolves_to_the_preset():
+    from softprompt.models import preset_key
+
+    assert preset_key("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2-135m-instruct"
+    assert preset_key("gpt2") is None
+
+
+def test_load_tokenizer_refuses_remote_code():
+    from softprompt.models import load_tokenizer
+
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_tokenizer("smollm2-135m-instruct", trust_remote_code=True)
+
+
+@pytest.mark.slow
+def test_offline_hub_id_of_a_preset_loads_through_the_gguf_cache(smollm2):
+    from softprompt.models import load_tokenizer
+
+    tok = load_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct", offline=True)
+    assert tok.tokenize(" positive") == ["Ġpositive"]
