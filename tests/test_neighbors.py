@@ -160,3 +160,14 @@ def test_prompt_embedding_initialized_from_text(llama, tokenizer, text_ids):
     assert table.ids[:, 0].tolist() == text_ids
     with pytest.raises(ValueError, match="not MPT"):
         nearest_tokens(encoder, llama, tokenizer, task_id=0)
+
+
+@pytest.mark.slow
+def test_smollm2_text_prompt_reads_back(smollm2):
+    model, tok = smollm2
+    ids = tok(" Classify the review as positive or negative", add_special_tokens=False)["input_ids"]
+    emb = model.get_input_embeddings().weight
+    table = nearest_tokens(emb[ids].detach(), model, tok, k=3, words_only=True, skip_special=True)
+    assert table.ids[:, 0].tolist() == ids
+    assert table.tokens(ids.index(tok.convert_tokens_to_ids("Ġpositive")))[0] == "␣positive"
+    assert all(t.lstrip("␣").isalpha() for row in table.pieces for t in row)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from softprompt import PromptTuningConfig
 from softprompt.callbacks import TrainState
 from softprompt.snapshots import MetricTable, PromptSnapshots
 
@@ -142,3 +143,18 @@ def test_bad_input(tmp_path):
         snaps.record(torch.zeros(5, 8), step=1)
     with pytest.raises(ValueError, match=r"expected \(4, 8\)"):
         snaps.cosine_to_init(reference=torch.zeros(3, 8))
+
+
+def test_with_train(llama, tokenizer):
+    from softprompt import get_prompt_model, load_task, train
+
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="TEXT",
+                                prompt_tuning_init_text=TEXT)
+    pm = get_prompt_model(llama, config, tokenizer)
+    snaps = PromptSnapshots(every=2)
+    train(pm, tokenizer, load_task("sentiment_movies"), steps=5, batch_size=4, lr=0.1, callbacks=[snaps],
+          progress=False)
+    assert snaps.steps == [0, 2, 4, 5]
+    torch.testing.assert_close(snaps.prompts[-1], pm.get_prompt(1)[0].detach())
+    assert (snaps.distance_from_init()[-1] > 0).all()
+    assert snaps.label_ranks(tokenizer, ["positive"])["positive"][0, 0] == 1  # from the PromptModel's embeddings
