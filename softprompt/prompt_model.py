@@ -13,8 +13,10 @@ Prompt tuning (Lester et al. 2021, §2) keeps every weight of the model frozen a
 * **Seq2seq LMs**: by default the prompt goes to the encoder only, as in Lester et al. With
   ``num_transformer_submodules=2`` a second block of ``T`` vectors is prepended to the decoder
   input, and ``generate`` feeds the decoder the same prompt that training did.
-* **Sequence classification** (encoders such as BERT): prompt plus classification head; the head
-  (PEFT's ``modules_to_save = ["classifier", "score"]``) is trainable too.
+* **Sequence classification**: prompt plus classification head; the head (PEFT's
+  ``modules_to_save = ["classifier", "score"]``) is trainable too. Encoders (BERT: ``classifier``)
+  keep their own positions. Decoder classifiers (``score`` heads, e.g. LlamaForSequenceClassification)
+  read the last position, so they need left padding, and get the causal position ids.
 
 **Outputs strip the virtual positions.** ``logits`` has the length of ``input_ids`` (the last
 ``logits_to_keep`` positions when that is > 0), so labels, logits and input ids line up as in
@@ -316,6 +318,16 @@ class PromptModel(nn.Module):
     def _forward_seq_cls(self, input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs):
         T = self.num_virtual_tokens
         embeds, mask, _, _, _ = self._prepend(input_ids, inputs_embeds, attention_mask, task_ids)
+        if self.head_name == "score":
+            # A decoder-style classifier (LlamaForSequenceClassification, ...) reads the last position, and given
+            # embeddings it cannot look for pads: rows must be left-padded. Positions as for causal LMs.
+            if (mask[:, -1] == 0).any():
+                raise ValueError(
+                    f"{type(self.base_model).__name__} classifies from the last position; with a prompt it "
+                    "cannot skip right padding. Pad on the left (tokenizer.padding_side = 'left')."
+                )
+            if self._accepts_position_ids:
+                kwargs["position_ids"] = self._causal_position_ids(mask, kwargs.pop("position_ids", None))
         self._extend_token_type_ids(kwargs, T)
         kwargs.pop("num_items_in_batch", None)  # classification heads average over the batch themselves
         out = self.base_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)

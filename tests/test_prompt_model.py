@@ -263,3 +263,24 @@ def test_single_task_prompt_ignores_task_ids():
 def test_decoder_prompts_need_a_seq2seq_model():
     with pytest.raises(ValueError, match="num_transformer_submodules"):
         _prompt_model("llama", num_transformer_submodules=2)
+
+
+def _llama_classifier():
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, num_labels=2, pad_token_id=tok.pad_token_id)
+    return LlamaForSequenceClassification(cfg).eval()
+
+
+def test_decoder_classifier_is_padding_invariant_and_refuses_right_padding():
+    pm = get_prompt_model(_llama_classifier(), PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=T, seed=0))
+    assert pm.head_name == "score" and pm.head.weight.requires_grad
+    batched = pm(**_batch("left")).logits
+    for i, text in enumerate(TEXTS):
+        alone = pm(**tiny_tokenizer()([text], return_tensors="pt")).logits[0]
+        torch.testing.assert_close(batched[i], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="Pad on the left"):
+        pm(**_batch("right"))
