@@ -28,6 +28,7 @@ _LAZY = {
     # tasks, training, evaluation, serving
     "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks",
     "train": "training", "History": "training",
+    "TrainingConfig": "training", "LiveLossPlot": "live", "PromptTrainer": "hf_trainer", "TaskCollator": "hf_trainer",
     "Callback": "callbacks", "TrainState": "callbacks",
     "evaluate": "evaluation",
     "PromptPrefixCache": "prefix_cache",

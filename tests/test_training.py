@@ -362,3 +362,23 @@ def test_resume_refuses_other_settings_and_resume_false_starts_over(tmp_path):
     h = train(prompt_model(), tiny_tokenizer(), toy_task(), steps=2, lr=0.1, resume=False, **kw)
     assert h.steps == 2 and [p.name for p in tmp_path.iterdir()] == ["checkpoint-000002"]
 
+
+
+def test_live_loss_plot_redraws_in_place_in_notebooks_and_does_nothing_elsewhere(monkeypatch):
+    import IPython.display
+
+    from softprompt.live import LiveLossPlot
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=None: shown.append(("new", obj)) or Handle())
+    off, on = LiveLossPlot(every=2), LiveLossPlot(every=2, enabled=True)
+    assert not off.enabled  # pytest is not a Jupyter kernel
+    train(prompt_model(), tiny_tokenizer(), toy_task(), steps=4, callbacks=[off, on], progress=False)
+    assert off.draws == 0 and on.draws == 3  # steps 2 and 4, and the end
+    assert [k for k, _ in shown] == ["new", "update", "update"]
+    assert shown[0][1].data[:4] == b"\x89PNG"
