@@ -134,3 +134,22 @@ def test_peft_refuses_to_train_a_loaded_prompt_we_do_not(tmp_path):
     batch = _inputs("llama")
     ours(**batch).loss.backward()
     assert ours.prompt_encoder.embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_smollm2_logits_equal_peft(smollm2):
+    """The acceptance figure: prompt-tuned SmolLM2-135M, same prompt weights, logits equal PEFT's."""
+    model, tok = smollm2
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        ours = get_prompt_model(model, PromptTuningConfig(num_virtual_tokens=T, seed=0))
+        batch = tok(["Review: a wonderful, moving film. Sentiment:"], return_tensors="pt")
+        with torch.no_grad():
+            logits = ours(**batch).logits
+            peft = get_peft_model(model, PeftPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=T))
+            peft.prompt_encoder["default"].embedding.weight.copy_(ours.prompt_encoder.embedding.weight)
+            logits_peft = peft(**batch).logits[:, T:]
+        torch.testing.assert_close(logits, logits_peft, atol=1e-5, rtol=0)
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
