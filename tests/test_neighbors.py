@@ -171,3 +171,22 @@ def test_smollm2_text_prompt_reads_back(smollm2):
     assert table.ids[:, 0].tolist() == ids
     assert table.tokens(ids.index(tok.convert_tokens_to_ids("Ġpositive")))[0] == "␣positive"
     assert all(t.lstrip("␣").isalpha() for row in table.pieces for t in row)
+
+
+def test_mpt_task_prompt_is_read_by_the_formula(llama, tokenizer):
+    from softprompt import MultitaskPromptTuningConfig, get_prompt_model
+
+    config = MultitaskPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, num_tasks=2, num_ranks=2,
+                                         prompt_tuning_init="RANDOM", seed=0)
+    pm = get_prompt_model(llama, config, tokenizer)
+    enc = pm.prompt_encoder
+    with torch.no_grad():
+        enc.prefix_task_rows.normal_()
+    for k in range(2):
+        explicit = enc.embedding.weight * (enc.prefix_task_cols[k] @ enc.prefix_task_rows[k])  # P* ⊙ (u_k v_kᵀ)
+        expect = nearest_tokens(explicit.detach(), llama, tokenizer, k=4)
+        for source in (pm, enc):
+            got = nearest_tokens(source, llama, tokenizer, k=4, task_id=k)
+            assert torch.equal(got.ids, expect.ids) and got.title == f"task {k}"
+    with pytest.raises(ValueError, match="pass task_id=k"):
+        nearest_tokens(pm, None, tokenizer)
