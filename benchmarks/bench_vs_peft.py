@@ -1,0 +1,218 @@
+"""softprompt vs Hugging Face PEFT on SmolLM2-135M (offline): training step, evaluation, peak memory.
+
+Run it on a quiet machine (figures under load are noise):
+
+    OMP_NUM_THREADS=4 .venv/bin/python benchmarks/bench_vs_peft.py            # default sizes
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vs_peft.py --quick    # a smoke run
+
+What is compared (same base model, same prompt weights, same batches):
+
+* **training step**: ours = ``PromptModel.forward(..., labels, logits_to_keep=k)`` (the LM head runs on the
+  last k positions only, where the label word sits) + backward + AdamW step; PEFT = its
+  ``PeftModelForCausalLM.forward(..., labels)`` (LM head on all T + L positions) + backward + AdamW step.
+  Warm-up iterations, then the median of N. The first step's losses are printed too: they must agree.
+* **evaluation throughput** (examples/s, rank classification over the label words): ours =
+  :func:`softprompt.evaluation.class_scores` with a :class:`~softprompt.PromptPrefixCache` (the prompt's
+  keys/values computed once) and last-position logits; PEFT = its full forward, then the argmax over
+  the label words' first tokens at the last position. Predictions must agree.
+* **peak memory**: every measurement runs in a fresh subprocess; we report the process's peak resident
+  set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and its growth over the peak right after
+  the model loaded. ``tracemalloc`` cannot see torch's CPU allocations; RSS can, but it also counts the
+  Python interpreter, imported libraries and the model, and the allocator may keep freed pages. The
+  growth figure isolates the workload. Children are sequential, so they do not share memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+TARGETS = {"train": 0.8, "eval": 1.5}  # ours/PEFT step time at most 0.8; throughput ratio at least 1.5
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _setup(args):
+    import torch
+
+    import softprompt as sp
+    from softprompt.config import PromptTuningConfig
+    from softprompt.prompt_model import get_prompt_model
+
+    torch.manual_seed(0)
+    model, tok = sp.load_model(args.model)
+    loaded_mb = _maxrss_mb()
+    task = sp.load_task(args.task)
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=args.virtual_tokens, seed=0)
+    pm = get_prompt_model(model, config)
+    prompt = pm.prompt_encoder.adapter_tensors()["prompt_embeddings"].detach().clone()  # (T, d)
+    return torch, sp, model, tok, task, pm, prompt, loaded_mb
+
+
+def _peft_model(model, prompt, T):
+    import peft
+
+    cfg = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=T)
+    pmodel = peft.get_peft_model(model, cfg)
+    with __import__("torch").no_grad():
+        pmodel.prompt_encoder["default"].embedding.weight.copy_(prompt)
+    return pmodel
+
+
+def child(args) -> dict:
+    """One measurement in this (fresh) process; returns a JSON-able dict."""
+    torch, sp, model, tok, task, pm, prompt, loaded_mb = _setup(args)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
+    ours = args.role.endswith("ours")
+    net = pm if ours else _peft_model(model, prompt, args.virtual_tokens)
+    out = {"role": args.role, "loaded_mb": loaded_mb}
+
+    if args.role.startswith("train"):
+        batch = task.causal_batch(task.splits["train"][: args.batch_size], tok, with_targets=True,
+                                  num_virtual_tokens=args.virtual_tokens)
+        k = int((batch["labels"] != -100).sum(1).max()) + 1  # the target tokens and the position before them
+        # Sanity check before training: the longest row alone (no padding) gives the same loss in both.
+        # (On padded rows PEFT's position ids shift with the left padding, peft #1093; ours do not.)
+        longest = int(batch["attention_mask"].sum(1).argmax())
+        row = {key: batch[key][longest:longest + 1] for key in ("input_ids", "attention_mask", "labels")}
+        with torch.no_grad():
+            out["unpadded_loss"] = float(net(**row).loss)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        net.train()
+        times, losses = [], []
+        for _ in range(args.warmup + args.iters):
+            t0 = time.perf_counter()
+            kw = {"logits_to_keep": k} if ours else {}
+            loss = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       labels=batch["labels"], **kw).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+            losses.append(float(loss))
+        out.update(step_s=statistics.median(times[args.warmup:]), first_loss=losses[0], iters=args.iters,
+                   batch=list(batch["input_ids"].shape), logits_to_keep=k)
+    else:
+        from softprompt.evaluation import class_scores, first_token_ids, iter_batches
+        from softprompt.prefix_cache import PromptPrefixCache
+
+        data = task.splits["test"].select(range(min(args.eval_examples, len(task.splits["test"]))))
+        firsts = torch.tensor(first_token_ids(task, tok))
+        net.eval()
+
+        def run():
+            preds = []
+            cache = PromptPrefixCache(pm) if ours else None  # built once per pass, as evaluate() does
+            for examples in iter_batches(data, args.eval_batch_size):
+                if ours:
+                    preds += class_scores(pm, tok, task, examples, cache=cache).argmax(-1).tolist()
+                else:
+                    b = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=args.virtual_tokens)
+                    with torch.no_grad():
+                        logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+                    preds += logits[:, -1, firsts].argmax(-1).tolist()
+            return preds
+
+        for _ in range(args.eval_warmup):
+            run()
+        times = []
+        for _ in range(args.eval_repeats):
+            t0 = time.perf_counter()
+            preds = run()
+            times.append(time.perf_counter() - t0)
+        labels = data["label"]
+        out.update(examples_per_s=len(data) / statistics.median(times), predictions=preds,
+                   accuracy=sum(p == y for p, y in zip(preds, labels)) / len(labels), n=len(data))
+    out["peak_mb"] = _maxrss_mb()
+    out["growth_mb"] = out["peak_mb"] - loaded_mb
+    return out
+
+
+def parent(args) -> None:
+    results = {}
+    for role in ("train-ours", "train-peft", "eval-ours", "eval-peft"):
+        cmd = [sys.executable, __file__, "--role", role] + [a for a in sys.argv[1:] if a != "--quick"]
+        if args.quick:
+            cmd += ["--iters", "3", "--warmup", "1", "--eval-examples", "32", "--eval-repeats", "1",
+                    "--eval-warmup", "0"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"{role} failed (exit {proc.returncode})")
+        results[role] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"  {role}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    report(results, args)
+
+
+def report(r: dict, args) -> None:
+    to, tp = r["train-ours"], r["train-peft"]
+    eo, ep = r["eval-ours"], r["eval-peft"]
+    agree = sum(a == b for a, b in zip(eo["predictions"], ep["predictions"])) / len(eo["predictions"])
+    train_ratio = to["step_s"] / tp["step_s"]
+    eval_ratio = eo["examples_per_s"] / ep["examples_per_s"]
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    print(f"\n### softprompt vs PEFT {_peft_version()} on {args.model}, task {args.task}, "
+          f"{args.virtual_tokens} virtual tokens, OMP_NUM_THREADS={threads}\n")
+    print("| measure | softprompt | PEFT | ratio | target | met |")
+    print("|---|---:|---:|---:|---|:---:|")
+    print(f"| training step, batch {to['batch'][0]}x{to['batch'][1]} (median of {to['iters']}, s) | "
+          f"{to['step_s']:.3f} | {tp['step_s']:.3f} | {train_ratio:.2f}x | <= {TARGETS['train']}x | "
+          f"{'yes' if train_ratio <= TARGETS['train'] else 'no'} |")
+    print(f"| evaluation, {eo['n']} examples, batch {args.eval_batch_size} (examples/s) | "
+          f"{eo['examples_per_s']:.1f} | {ep['examples_per_s']:.1f} | {eval_ratio:.2f}x | >= {TARGETS['eval']}x | "
+          f"{'yes' if eval_ratio >= TARGETS['eval'] else 'no'} |")
+    for phase, o, p in (("training", to, tp), ("evaluation", eo, ep)):
+        print(f"| peak RSS, {phase} (MB) | {o['peak_mb']:.0f} | {p['peak_mb']:.0f} | "
+              f"{o['peak_mb'] / p['peak_mb']:.2f}x | <= 1.0x | {'yes' if o['peak_mb'] <= p['peak_mb'] else 'no'} |")
+        print(f"| RSS growth over the loaded model, {phase} (MB) | {o['growth_mb']:.0f} | {p['growth_mb']:.0f} | "
+              f"{o['growth_mb'] / max(p['growth_mb'], 1e-9):.2f}x | <= 1.0x | "
+              f"{'yes' if o['growth_mb'] <= p['growth_mb'] else 'no'} |")
+    print(f"\nChecks: loss on the longest row alone (no padding): ours {to['unpadded_loss']:.5f}, "
+          f"PEFT {tp['unpadded_loss']:.5f}. First-step batch loss: ours {to['first_loss']:.5f}, "
+          f"PEFT {tp['first_loss']:.5f} (they differ where rows are left padded: PEFT's position ids "
+          "shift with the padding, peft #1093; ours do not).")
+    print(f"Evaluation predictions agree on {agree:.1%} (accuracy: ours {eo['accuracy']:.3f}, "
+          f"PEFT {ep['accuracy']:.3f}). Ours computes logits for the last {to['logits_to_keep']} positions "
+          "in training and 1 in evaluation.")
+    print("Memory: ru_maxrss of a fresh subprocess per measurement (includes interpreter, libraries, model).")
+
+
+def _peft_version() -> str:
+    from importlib.metadata import version
+
+    return version("peft")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--task", default="sentiment_movies")
+    ap.add_argument("--virtual-tokens", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--eval-examples", type=int, default=128)
+    ap.add_argument("--eval-batch-size", type=int, default=16)
+    ap.add_argument("--eval-repeats", type=int, default=3)
+    ap.add_argument("--eval-warmup", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 3 steps, 32 evaluation examples")
+    ap.add_argument("--role", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.role:
+        print(json.dumps(child(args)))
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
