@@ -157,3 +157,34 @@ def test_bad_inputs(tokenizer):
         evaluate(pm, tokenizer, task, batch_size=0)
     with pytest.raises(ValueError, match="PromptBank"):
         evaluate(pm, tokenizer, task, ensemble=["a"])
+
+
+def test_multitask_prompt_needs_and_uses_task_id(tokenizer, tmp_path):
+    from softprompt.multitask import MultitaskPromptTuningConfig
+    from softprompt.prefix_cache import PromptPrefixCache
+    from softprompt.serving import PromptBank
+
+    cfg = MultitaskPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, num_tasks=3, seed=0,
+                                      task_factor_init="PEFT")  # task prompts differ from step 0
+    pm, task = get_prompt_model(tiny_model("llama"), cfg).eval(), make_task(n=7)
+    with pytest.raises(ValueError, match="task_id is required"):
+        evaluate(pm, tokenizer, task)
+    with pytest.raises(ValueError, match="task_id is required"):
+        PromptPrefixCache(pm)
+    firsts = [ids[0] for ids in task.label_token_ids(tokenizer)]
+    results = {}
+    for k in (0, 2):
+        res = evaluate(pm, tokenizer, task, task_id=k, batch_size=3, return_predictions=True)
+        assert torch.allclose(res["scores"], evaluate(pm, tokenizer, task, task_id=k, use_cache=False,
+                                                      return_predictions=True)["scores"], atol=1e-5)
+        ex = task.splits["test"][4]
+        ids = torch.tensor([tokenizer(task.format(ex))["input_ids"]])
+        with torch.no_grad():
+            ref = pm(input_ids=ids, attention_mask=torch.ones_like(ids), task_ids=torch.tensor([k])).logits[0, -1]
+        torch.testing.assert_close(res["scores"][4], ref.log_softmax(-1)[firsts], atol=1e-5, rtol=1e-5)
+        results[k] = res["scores"]
+    assert not torch.allclose(results[0], results[2])
+    pm.save_pretrained(tmp_path / "mpt")
+    bank = PromptBank(pm.base_model, tokenizer)
+    assert bank.load_dir(tmp_path) == ["mpt/0", "mpt/1", "mpt/2"]
+    torch.testing.assert_close(bank["mpt/2"], pm.get_prompt(1, task_ids=torch.tensor([2]))[0].detach())
