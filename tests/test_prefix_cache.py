@@ -128,3 +128,18 @@ def test_prompt_model_forward_and_generate(causal_arch, tokenizer):
     assert torch.equal(cache.generate(ids, mask, **kw), pm.generate(ids, mask, **kw))
     with pytest.raises(ValueError, match="not multitask"):
         PromptPrefixCache(pm, task_id=0)
+
+
+@pytest.mark.slow
+def test_smollm2_cached_logits_equal_prompt_model(smollm2):
+    """The real default model (GQA, tied embeddings, RoPE): cached == uncached, left padding included."""
+    from softprompt.config import PromptTuningConfig
+    from softprompt.prompt_model import get_prompt_model
+
+    model, tok = smollm2
+    pm = get_prompt_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, seed=0)).eval()
+    enc = tok(["Review: a fine film.\nSentiment:", "Review: dull.\nSentiment:"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ref = pm(**enc, logits_to_keep=1).logits
+    torch.testing.assert_close(PromptPrefixCache(pm).logits(enc["input_ids"], enc["attention_mask"]), ref,
+                               atol=1e-4, rtol=1e-4)
