@@ -290,8 +290,12 @@ def _task_batch(task, examples, tokenizer, task_type: str, *, max_length, num_vi
 _PAD_VALUE = {"labels": -100, "attention_mask": 0, "decoder_attention_mask": 0}
 
 
-def _merge(batches: list[dict], pad_token_id: int, padding_side: str) -> dict:
-    """Stack sub-batches (one per task) into one, padding 2-D tensors to a common length."""
+def _merge(batches: list[dict], pad_token_id: int, padding_side: str, task_type: str = "CAUSAL_LM") -> dict:
+    """Stack sub-batches (one per task) into one, padding 2-D tensors to a common length.
+
+    Inputs pad on the tokenizer's side; causal labels follow them (they are aligned with
+    ``input_ids``), seq2seq labels pad on the right.
+    """
     if len(batches) == 1:
         return batches[0]
     out = {}
@@ -300,9 +304,8 @@ def _merge(batches: list[dict], pad_token_id: int, padding_side: str) -> dict:
         if parts[0].dim() == 2:
             width = max(p.shape[1] for p in parts)
             value = _PAD_VALUE.get(key, pad_token_id if "input_ids" in key else 0)
-            side = padding_side if key in ("input_ids", "attention_mask") else "right"
-            if key == "labels" and parts[0].shape[1] == batches[0]["input_ids"].shape[1]:
-                side = padding_side  # causal labels are aligned with input_ids
+            aligned = key in ("input_ids", "attention_mask") or (key == "labels" and task_type == "CAUSAL_LM")
+            side = padding_side if aligned else "right"
             padded = []
             for p in parts:
                 pad = p.new_full((p.shape[0], width - p.shape[1]), value)
@@ -372,7 +375,10 @@ class _Batches:
             tid = self.single_task_id if self.single_task_id is not None else t
             b["task_ids"] = torch.full((len(task_rows),), tid, dtype=torch.long)
             parts.append(b)
-        batch = _trim(_merge(parts, self.tokenizer.pad_token_id, self.tokenizer.padding_side), self.task_type)
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        merged = _merge(parts, pad, tok.padding_side, self.task_type)
+        batch = _trim(merged, self.task_type)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.task_type == "CAUSAL_LM":
             batch["logits_to_keep"] = _logits_to_keep(batch["labels"])

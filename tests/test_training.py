@@ -382,3 +382,31 @@ def test_live_loss_plot_redraws_in_place_in_notebooks_and_does_nothing_elsewhere
     assert off.draws == 0 and on.draws == 3  # steps 2 and 4, and the end
     assert [k for k, _ in shown] == ["new", "update", "update"]
     assert shown[0][1].data[:4] == b"\x89PNG"
+
+
+def test_a_multitask_prompt_gets_each_rows_task_id_in_training_and_evaluation():
+    from softprompt.multitask import MultitaskPromptTuningConfig
+
+    pm = get_prompt_model(tiny_model("llama"), MultitaskPromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=4, num_tasks=2, num_ranks=1, prompt_tuning_init="RANDOM"))
+    a, b = toy_task("a"), toy_task("b", label_words=("sad", "happy"))
+    cols = pm.prompt_encoder.prefix_task_cols.detach().clone()  # (K, T, r): u_k per task
+    h = train(pm, tiny_tokenizer(), [a, b], steps=4, batch_size=8, mixing="tasks", eval_every=4, eval_examples=4,
+              progress=False)
+    changed = (pm.prompt_encoder.prefix_task_cols.detach() != cols).flatten(1).any(1)
+    assert changed.tolist() == [True, True]  # both tasks' factors received gradient
+    assert set(h.metrics[-1][1]) >= {"accuracy/a", "accuracy/b", "accuracy"}
+    with pytest.raises(ValueError, match="task_ids"):  # a multitask prompt refuses rows without ids
+        pm(**{k: v for k, v in model_inputs(pm, {"input_ids": torch.tensor([[5, 6]])}).items()})
+
+
+def test_merging_seq2seq_batches_pads_inputs_and_labels_on_the_right():
+    from softprompt.training import _merge
+
+    one = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.tensor([[1, 1, 1]]),
+           "labels": torch.tensor([[8, 1]]), "class_labels": torch.tensor([0])}
+    two = {"input_ids": torch.tensor([[5]]), "attention_mask": torch.tensor([[1]]),
+           "labels": torch.tensor([[9, 8, 1]]), "class_labels": torch.tensor([1])}
+    m = _merge([one, two], pad_token_id=0, padding_side="right", task_type="SEQ_2_SEQ_LM")
+    assert m["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]] and m["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert m["labels"].tolist() == [[8, 1, -100], [9, 8, 1]] and m["class_labels"].tolist() == [0, 1]
