@@ -305,15 +305,26 @@ class Task:
                 f"with {num_virtual_tokens} virtual tokens that exceeds the context of {limit} tokens; "
                 f"use fewer virtual tokens, a shorter template, or a larger max_length."
             )
-        pieces = {f: tokenizer(str(row[f]), add_special_tokens=False)["input_ids"] for f in self.fields}
+        texts = {f: str(row[f]) for f in self.fields}
+        ends = {f: _token_ends(tokenizer, t) for f, t in texts.items()}  # char offset where each token ends
+        keep = {f: len(e) for f, e in ends.items()}  # tokens kept per field
         while True:
-            text = {f: tokenizer.decode(ids, skip_special_tokens=True).strip() for f, ids in pieces.items()}
-            src = tokenizer(self.format(dict(row, **text)), add_special_tokens=True)["input_ids"]
+            cut = {f: texts[f][: ends[f][keep[f] - 1]].rstrip() if keep[f] else "" for f in texts}
+            src = tokenizer(self.format(dict(row, **cut)), add_special_tokens=True)["input_ids"]
             over = len(src) - budget
-            if over <= 0:
+            if over <= 0:  # always reached: with every field empty the source is `bare`, which fits
                 return src
-            longest = max(pieces, key=lambda f: len(pieces[f]))  # cut the longer field first
-            pieces[longest] = pieces[longest][: max(0, len(pieces[longest]) - over)]
+            longest = max(keep, key=keep.get)  # cut the longer field first
+            keep[longest] = max(0, keep[longest] - over)
+
+
+def _token_ends(tokenizer, text: str) -> list[int]:
+    """For each token of ``text``, the character offset where it ends (so ``text[:end]`` keeps it whole)."""
+    if getattr(tokenizer, "is_fast", False):
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return [end for _, end in offsets]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # slow tokenizers: decode growing prefixes
+    return [len(tokenizer.decode(ids[: i + 1], skip_special_tokens=True)) for i in range(len(ids))]
 
 
 def _as_rows(examples) -> list[Mapping]:
