@@ -107,7 +107,8 @@ class PromptModel(nn.Module):
             )
         total = self.num_virtual_tokens * self.num_transformer_submodules
         # Indices 0..T_total-1 into the prompt encoder (PEFT's `prompt_tokens`).
-        self.register_buffer("prompt_tokens", torch.arange(total), persistent=False)
+        device = base_model.get_input_embeddings().weight.device
+        self.register_buffer("prompt_tokens", torch.arange(total, device=device), persistent=False)
         self.head_name = find_classifier_head(base_model)[0] if self.task_type == TaskType.SEQ_CLS else None
         forward_params = inspect.signature(base_model.forward).parameters
         self._accepts_position_ids = "position_ids" in forward_params
@@ -452,7 +453,10 @@ class PromptModel(nn.Module):
         """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's format) atomically.
 
         ``state_dict`` and ``safe_serialization`` are accepted for ``transformers.Trainer`` and ignored:
-        the file always holds the adapter tensors, always as safetensors.
+        the file always holds the adapter tensors, always as safetensors. ``peft.PeftModel.from_pretrained``
+        loads the directory and computes the same logits, with one exception: PEFT's seq2seq prompt tuning
+        never feeds a decoder prompt, so a ``num_transformer_submodules=2`` prompt runs there without its
+        decoder half.
         """
         cfg = self.prompt_config
         peft_dict = cfg.peft_dict() if hasattr(cfg, "peft_dict") else cfg.to_dict()
@@ -471,6 +475,8 @@ class PromptModel(nn.Module):
         The file must fit the model: its ``token_dim`` must equal the model's hidden size and its tensors
         the configured number of virtual tokens; otherwise a ``ValueError`` says what does not fit.
         ``is_trainable=True`` returns a model you can keep training (PEFT refuses that, peft #2046).
+        A PEFT seq2seq prompt saved with PEFT's default ``num_transformer_submodules=2`` is loaded as the
+        encoder prompt PEFT actually uses (its decoder half never reaches PEFT's model), with a warning.
         """
         config_dict, tensors = load_adapter(directory)
         d_model = model.get_input_embeddings().embedding_dim
