@@ -70,11 +70,12 @@ def test_builtin_splits_deterministic_disjoint_balanced(name):
 
 def test_builtin_labels_follow_the_words():
     """Spot-check the casting: the phrase banks never mix polarities or registers."""
-    movies = load_task("sentiment_movies")["train"]
-    for r in movies.select(range(200)):
-        has_neg = any(w in r["text"] for w in (" dull", "awful", "worst", "waste"))
-        has_pos = any(w in r["text"] for w in ("wonderful", "brilliant", "best film", "smiling"))
-        assert not (has_neg and r["label"] == 1) and not (has_pos and r["label"] == 0), r
+    for name, neg, pos in [("sentiment_restaurants", ("awful", "terrible", "worst"), ("wonderful", "superb", "best")),
+                           ("sentiment_movies", ("yawning", "regret", "annoyed"), ("cheering", "chills", "smiling"))]:
+        ds = load_task(name)["train"]
+        for text, label in zip(ds["text"][:300], ds["label"][:300]):
+            assert not (any(w in text for w in neg) and label == 1), text
+            assert not (any(w in text for w in pos) and label == 0), text
     formal = load_task("formality")["train"]
     assert all(("lol" in r["text"] or "thx" in r["text"]) <= (r["label"] == 1) for r in formal)
     qs = load_task("question_or_statement")["train"]

@@ -61,36 +61,48 @@ def _pick(rng: random.Random, *banks):
 
 @dataclass(frozen=True)
 class _Domain:
-    """A review domain: subjects that take any adjective, and whole-item clauses, per label (0=neg, 1=pos)."""
+    """A review domain: subjects, what can be said of any of them, and whole-item clauses, per label (0=neg, 1=pos).
+
+    ``adjectives`` make explicit opinions ("the soup was truly awful"); a domain may give
+    ``predicates`` instead, implicit ones ("the plot dragged on forever"), which a small model
+    finds harder to read zero-shot while the label still follows from the words.
+    """
 
     subjects: tuple[str, ...]
     verb: str
     adjectives: tuple[tuple[str, ...], tuple[str, ...]]
     clauses: tuple[tuple[str, ...], tuple[str, ...]]
+    predicates: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
 
 _OPENERS = ("", "", "honestly,", "overall,", "for me,", "I have to say", "in my opinion,", "frankly,", "all in all,")
 _INTENSIFIERS = ("", "", "truly", "really", "absolutely", "genuinely", "remarkably", "incredibly", "quite", "simply")
 
-_MOVIES = _Domain(
+_MOVIES = _Domain(  # implicit opinions: the lowest zero-shot of the sentiment family
     subjects=("the plot", "the acting", "the soundtrack", "the ending", "the lead actor", "the dialogue",
               "the camera work", "the pacing", "the script", "the villain", "the cinematography", "the final scene",
               "the supporting cast", "the story", "the humor", "the opening scene", "the editing", "the direction"),
     verb="was",
-    adjectives=(
-        ("dull", "awful", "clumsy", "tedious", "dreadful", "messy", "lifeless", "forgettable", "predictable",
-         "boring", "painful", "lazy"),
-        ("wonderful", "brilliant", "gripping", "charming", "delightful", "superb", "moving", "stunning", "clever",
-         "memorable", "thrilling", "heartfelt"),
+    adjectives=((), ()),
+    predicates=(
+        ("dragged on forever", "put half the room to sleep", "went exactly where I expected",
+         "felt like a rough first draft", "made me check my phone every few minutes", "had the audience groaning",
+         "seemed to be missing whole pages", "left everyone in our row yawning", "felt like it was made in a weekend",
+         "had me rolling my eyes", "was forgotten before we reached the car", "made me regret my ticket"),
+        ("stayed with me for days", "had the whole room holding its breath", "kept surprising me until the very end",
+         "gave me chills more than once", "earned every laugh and every tear", "left the audience cheering",
+         "felt fresh from the first minute", "pulled me in completely", "deserves every award it gets",
+         "made me want to see it again right away", "is something I will remember for years",
+         "won over even my cynical brother"),
     ),
     clauses=(
         ("I checked my watch every ten minutes", "I want those two hours of my life back",
          "half the audience walked out early", "I fell asleep before the halfway point",
-         "it is easily the worst film of the year", "I regret buying a ticket", "I left the cinema annoyed",
-         "the whole thing felt like a waste of time"),
+         "I counted the minutes until the credits", "I regret buying a ticket", "I left the cinema annoyed",
+         "the whole thing felt like a chore"),
         ("I would happily watch it again", "the two hours flew by", "I recommended it to all my friends",
-         "the whole theater applauded at the end", "it deserves every award it gets", "I left the cinema smiling",
-         "I was hooked from the first minute", "it is easily the best film of the year"),
+         "the whole theater applauded at the end", "I already bought tickets to see it again",
+         "I left the cinema smiling", "I was hooked from the first minute", "I talked about it all the way home"),
     ),
 )
 
@@ -163,25 +175,34 @@ def _review(domain: _Domain) -> Callable[[random.Random, int], dict]:
     """Five sentence frames over one domain's banks; every phrase in a sentence has the same polarity."""
 
     def make(rng: random.Random, label: int) -> dict:
-        adjs, clauses = domain.adjectives[label], domain.clauses[label]
-        subj, subj2, adj, adj2, clause, opener, intens = _pick(
-            rng, domain.subjects, domain.subjects, adjs, adjs, clauses, _OPENERS, _INTENSIFIERS)
-        graded = f"{intens} {adj}".strip()
+        clauses = domain.clauses[label]
+        subj, subj2, clause, opener, intens = _pick(rng, domain.subjects, domain.subjects, clauses, _OPENERS,
+                                                    _INTENSIFIERS)
+        if domain.predicates[label]:  # implicit opinions: whole predicates
+            preds = domain.predicates[label]
+            pred, pred2 = _pick(rng, preds, preds)
+            if pred2 == pred:
+                pred2 = preds[(preds.index(pred) + 1) % len(preds)]
+            graded, plain = pred, pred2
+        else:  # explicit opinions: verb + intensifier + adjective
+            adjs = domain.adjectives[label]
+            adj, adj2 = _pick(rng, adjs, adjs)
+            if adj2 == adj:
+                adj2 = adjs[(adjs.index(adj) + 1) % len(adjs)]
+            graded, plain = f"{domain.verb} {intens} {adj}", f"{domain.verb} {adj2}"
         frame = rng.randrange(5)
         if frame == 0:
-            text = f"{opener} {subj} {domain.verb} {graded}."
+            text = f"{opener} {subj} {graded}."
         elif frame == 1:
-            text = f"{subj} {domain.verb} {graded}, and {clause}."
+            text = f"{subj} {graded}, and {clause}."
         elif frame == 2:
             if subj2 == subj:
                 subj2 = domain.subjects[(domain.subjects.index(subj) + 1) % len(domain.subjects)]
-            if adj2 == adj:
-                adj2 = adjs[(adjs.index(adj) + 1) % len(adjs)]
-            text = f"{opener} {subj} {domain.verb} {adj} and {subj2} {domain.verb} {intens} {adj2}."
+            text = f"{opener} {subj} {plain} and {subj2} {graded}."
         elif frame == 3:
             text = f"{opener} {clause}."
         else:
-            text = f"{clause}, because {subj} {domain.verb} {graded}."
+            text = f"{clause}, because {subj} {graded}."
         return {"text": _cap(" ".join(text.split()))}
 
     return make
