@@ -429,6 +429,12 @@ def train(
             ``input_ids, attention_mask, labels, class_labels, task_ids`` and, for causal LMs,
             ``logits_to_keep``. MPT's distillation uses this.
 
+    Checkpoints: with ``checkpoint_dir``, a checkpoint is saved every ``checkpoint_every`` steps
+    and at the end. Calling ``train`` again with the same settings resumes from the newest one
+    and ends exactly where an uninterrupted run would have: same prompt, same optimizer state,
+    same data order and dropout draws (a killed process loses at most ``checkpoint_every`` steps).
+    Callbacks keep no state in checkpoints: a resumed run starts them afresh.
+
     Returns:
         :class:`History` of loss, learning rate, gradient norm and validation metrics.
         A resumed run returns the full history, restored from the checkpoint.
