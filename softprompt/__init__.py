@@ -24,7 +24,9 @@ _LAZY = {
     "PromptModel": "prompt_model", "get_prompt_model": "prompt_model",
     # multitask prompt tuning (Wang et al. 2023)
     "MultitaskPromptTuningConfig": "multitask", "MultitaskPromptTuningInit": "multitask",
-    "MultitaskPromptEmbedding": "multitask",
+    "MultitaskPromptEmbedding": "multitask", "TaskFactorInit": "multitask",
+    "MPTRecipe": "mpt", "train_teachers": "mpt", "distill": "mpt", "adapt_to_target": "mpt",
+    "target_prompt_model": "mpt", "teacher_model": "mpt", "teacher_student_kl": "mpt",
     # tasks, training, evaluation, serving
     "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks",
     "train": "training", "History": "training",
