@@ -26,7 +26,7 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["PromptPrefixCache", "prefix_position_ids"]
+__all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids"]
 
 
 def prefix_position_ids(attention_mask: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -204,11 +204,23 @@ class PromptPrefixCache:
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=full_mask,
-            past_key_values=self.past_key_values(input_ids.shape[0]),
+            past_key_values=self.past_key_values(input_ids.shape[0] * generate_expansion(self.model, gen_kw)),
             **gen_kw,
         )
         sequences = out.sequences if hasattr(out, "sequences") else out
         return sequences[:, input_ids.shape[1]:]  # (B, new)
+
+
+def generate_expansion(model: nn.Module, gen_kw: dict) -> int:
+    """How many rows ``generate`` makes of each input row (beams, returned sequences).
+
+    ``generate`` repeats ``input_ids`` and the mask that many times, but not a cache it is handed,
+    so a pre-filled prompt cache must be repeated to match.
+    """
+    config = gen_kw.get("generation_config") or getattr(model, "generation_config", None)
+    beams = gen_kw.get("num_beams") or getattr(config, "num_beams", 1) or 1
+    returns = gen_kw.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1
+    return max(int(beams), int(returns))
 
 
 def _device(model: nn.Module) -> torch.device:

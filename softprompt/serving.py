@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .evaluation import first_token_ids
-from .prefix_cache import PromptPrefixCache
+from .prefix_cache import PromptPrefixCache, generate_expansion
 
 __all__ = ["PromptBank", "ensemble_predict", "majority_vote"]
 
@@ -263,6 +263,9 @@ class PromptBank:
         # generate derives position ids from the mask (cumsum - 1): token j of a row at T_row + j.
         cache = self._cache_for(names, prefix.shape[1]) if self.use_cache else None
         if cache is not None:  # the inputs continue from the gathered prompt caches
+            expand = generate_expansion(self.model, gen_kw)
+            if expand > 1:
+                cache.batch_repeat_interleave(expand)
             out = self.model.generate(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache, **gen_kw)
             return out[:, input_ids.shape[1]:]  # (B, new)
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)

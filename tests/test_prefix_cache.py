@@ -81,6 +81,14 @@ def test_generate_is_token_identical(causal_arch, tokenizer, prompt):
         ref = model.generate(inputs_embeds=embeds, attention_mask=full, do_sample=True, top_k=0, **kw)
     assert torch.equal(sampled, ref)
     assert len(set(sampled.flatten().tolist())) > 3  # the test can tell tokens apart
+    # generate repeats rows for beams and returned sequences; the cache must follow.
+    for extra in (dict(num_beams=3, do_sample=False), dict(num_return_sequences=2, do_sample=True, top_k=0)):
+        torch.manual_seed(7)
+        got = cache.generate(ids, mask, **extra, **kw)
+        torch.manual_seed(7)
+        with torch.no_grad():
+            ref = model.generate(inputs_embeds=embeds, attention_mask=full, **extra, **kw)
+        assert torch.equal(got, ref)
 
 
 def test_rebuilds_only_when_the_prompt_changes(tokenizer, prompt, llama):

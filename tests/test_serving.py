@@ -55,6 +55,10 @@ def test_mixed_generate_equals_alone(setup, tokenizer):
     bank.use_cache = False
     uncached = bank.generate(enc["input_ids"], enc["attention_mask"], names=names, **kw)
     assert torch.equal(cached, uncached)
+    beams = dict(kw, num_beams=2, num_return_sequences=2)
+    uncached = bank.generate(enc["input_ids"], enc["attention_mask"], names=names, **beams)
+    bank.use_cache = True
+    assert torch.equal(bank.generate(enc["input_ids"], enc["attention_mask"], names=names, **beams), uncached)
     for i, (text, name) in enumerate(zip(TEXTS, names)):
         alone = tokenizer([text], return_tensors="pt")
         ref = pms[name == "long"].generate(alone["input_ids"], alone["attention_mask"], **kw)[0]
