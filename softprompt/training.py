@@ -533,6 +533,9 @@ def _training_rows(tasks, cfg: TrainingConfig) -> list[list[int]]:
         if not splits or "train" not in splits:
             raise ValueError(f"task {name!r} has no 'train' split (splits: {sorted(splits or {})}); "
                              "train needs one with columns text and label.")
+        if cfg.eval_every and cfg.eval_split not in splits:
+            raise ValueError(f"eval_every is set but task {name!r} has no {cfg.eval_split!r} split (splits: "
+                             f"{sorted(splits)}); pass eval_split= one of them, or eval_every=None.")
         n = len(splits["train"])
         if n == 0:
             raise ValueError(f"task {name!r}: the 'train' split is empty; give it examples, or drop the task.")

@@ -317,6 +317,8 @@ def test_empty_or_missing_train_split_is_a_clear_error():
     task.splits["train"] = task.splits["train"].select([])
     with pytest.raises(ValueError, match="'train' split is empty"):
         train(prompt_model(), tiny_tokenizer(), task, steps=1, progress=False)
+    with pytest.raises(ValueError, match="no 'nope' split.*eval_split="):
+        train(prompt_model(), tiny_tokenizer(), toy_task(), steps=1, eval_every=1, eval_split="nope", progress=False)
     del task.splits["train"]
     with pytest.raises(ValueError, match="no 'train' split"):
         train(prompt_model(), tiny_tokenizer(), task, steps=1, progress=False)
