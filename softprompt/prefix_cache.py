@@ -135,11 +135,7 @@ class PromptPrefixCache:
 
     def past_key_values(self, batch_size: int):
         """A fresh copy of the prompt's cache, repeated to ``batch_size`` rows (it grows as it is used)."""
-        _, cache = self._fresh_cache()
-        past = copy.deepcopy(cache)
-        if batch_size != 1:
-            past.batch_repeat_interleave(batch_size)
-        return past
+        return _repeated(self._fresh_cache()[1], batch_size)
 
     def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         if input_ids.dim() != 2:
@@ -154,11 +150,11 @@ class PromptPrefixCache:
             raise ValueError(
                 "a row ends with padding: causal batches must be LEFT padded (tokenizer.padding_side = 'left')."
             )
-        T = self.num_virtual_tokens
-        B = input_ids.shape[0]
+        prompt, cache = self._fresh_cache()  # one check of the prompt per batch
+        B, T = input_ids.shape[0], prompt.shape[1]
         ones = torch.ones(B, T, dtype=attention_mask.dtype, device=attention_mask.device)
         full_mask = torch.cat([ones, attention_mask], dim=1)  # (B, T + L)
-        return attention_mask, full_mask, T
+        return attention_mask, full_mask, T, cache
 
     # -- using --------------------------------------------------------------------------------------
 
@@ -171,12 +167,12 @@ class PromptPrefixCache:
         the last ``logits_to_keep`` positions when it is > 0 (the default 1: rank classification reads
         only the last position of a left-padded row).
         """
-        attention_mask, full_mask, T = self._inputs(input_ids, attention_mask)
+        attention_mask, full_mask, T, cache = self._inputs(input_ids, attention_mask)
         return self.model(
             input_ids=input_ids,                                         # (B, L)
             attention_mask=full_mask,                                    # (B, T + L)
             position_ids=prefix_position_ids(attention_mask, T),         # (B, L)
-            past_key_values=self.past_key_values(input_ids.shape[0]),
+            past_key_values=_repeated(cache, input_ids.shape[0]),
             use_cache=False,
             logits_to_keep=logits_to_keep,
             **kwargs,
@@ -197,18 +193,26 @@ class PromptPrefixCache:
         the attention mask covers the full sequence (prompt + input); it then derives the same
         position ids from the mask as the uncached path does.
         """
-        attention_mask, full_mask, _ = self._inputs(input_ids, attention_mask)
+        attention_mask, full_mask, _, cache = self._inputs(input_ids, attention_mask)
         for key in ("past_key_values", "inputs_embeds", "position_ids"):
             if key in gen_kw:
                 raise ValueError(f"{key}= cannot be passed to PromptPrefixCache.generate: the cache supplies it.")
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=full_mask,
-            past_key_values=self.past_key_values(input_ids.shape[0] * generate_expansion(self.model, gen_kw)),
+            past_key_values=_repeated(cache, input_ids.shape[0] * generate_expansion(self.model, gen_kw)),
             **gen_kw,
         )
         sequences = out.sequences if hasattr(out, "sequences") else out
         return sequences[:, input_ids.shape[1]:]  # (B, new)
+
+
+def _repeated(cache, batch_size: int):
+    """A copy of a one-row cache with ``batch_size`` rows; the model grows the copy, never the original."""
+    past = copy.deepcopy(cache)
+    if batch_size != 1:
+        past.batch_repeat_interleave(batch_size)
+    return past
 
 
 def generate_expansion(model: nn.Module, gen_kw: dict) -> int:
