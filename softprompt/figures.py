@@ -64,7 +64,7 @@ def similarity_heatmap(prompt, word_embeddings_or_model=None, tokenizer=None, wo
     e = _words_from(None, word_embeddings_or_model)  # (V, d)
     ids = label_token_ids(tokenizer, list(words))
     sims = scores_against_vocab(p, e[ids], metric)  # (T, n)
-    fig, ax = _axes(ax, (1.6 + 0.7 * len(ids), 1.2 + 0.3 * p.shape[0]))
+    fig, ax = _axes(ax, (max(4.0, 1.6 + 0.7 * len(ids)), 1.4 + 0.3 * p.shape[0]))
     if metric == "cosine":
         lim = max(float(sims.abs().max()), 1e-6)
         im = ax.imshow(sims.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
@@ -74,12 +74,14 @@ def similarity_heatmap(prompt, word_embeddings_or_model=None, tokenizer=None, wo
     ax.set_yticks(range(p.shape[0]), [f"v{t}" for t in range(p.shape[0])])
     ax.set_xlabel("word")
     ax.set_ylabel("virtual token")
-    title = f"{metric} similarity of prompt tokens to words" if metric != "l2" else "distance of prompt tokens to words"
-    ax.set_title(title + (f" (task {task_id})" if task_id is not None else ""))
+    title = f"{metric} similarity" if metric != "l2" else "L2 distance"
+    ax.set_title(title + (f", task {task_id}" if task_id is not None else "") + "\nprompt tokens × words")
     if annotate or (annotate is None and sims.numel() <= 120):
-        for (t, j), v in zip(torch.cartesian_prod(torch.arange(sims.shape[0]), torch.arange(sims.shape[1])).tolist(),
-                             sims.flatten().tolist()):
-            ax.text(j, t, f"{v:.2f}", ha="center", va="center", fontsize=7)
+        lo, hi = im.get_clim()
+        for t, row in enumerate(sims.tolist()):
+            for j, v in enumerate(row):
+                dark = abs((v - lo) / max(hi - lo, 1e-12) - 0.5) > 0.3  # near either end of the colour map
+                ax.text(j, t, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
