@@ -657,4 +657,6 @@ def _resume(path, named, opt, batches, cfg, tasks) -> tuple[int, History]:
     opt.load_state_dict(ckpt.optimizer_state)
     restore_rng(*ckpt.rng)
     batches.sampler.load_state_dict(ckpt.state["data_order"])
-    return ckpt.step, History.from_dict(ckpt.state["history"])
+    history = History.from_dict(ckpt.state["history"])
+    history.stop_reason = None  # the run goes on
+    return ckpt.step, history

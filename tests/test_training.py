@@ -351,7 +351,7 @@ def test_stop_and_resume_equals_one_run_with_adamw_and_dropout(tmp_path):
     ref = prompt_model("gpt2")
     h_ref = train(ref, tiny_tokenizer(), toy_task(), **kw)
     assert torch.equal(pm2.prompt_encoder.embedding.weight, ref.prompt_encoder.embedding.weight)
-    assert h.loss == h_ref.loss and h.lr == h_ref.lr
+    assert h.loss == h_ref.loss and h.lr == h_ref.lr and h.stop_reason is None
 
 
 def test_resume_refuses_other_settings_and_resume_false_starts_over(tmp_path):
