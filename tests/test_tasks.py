@@ -70,8 +70,10 @@ def test_builtin_splits_deterministic_disjoint_balanced(name):
 
 def test_builtin_labels_follow_the_words():
     """Spot-check the casting: the phrase banks never mix polarities or registers."""
-    for name, neg, pos in [("sentiment_restaurants", ("awful", "terrible", "worst"), ("wonderful", "superb", "best")),
-                           ("sentiment_movies", ("yawning", "regret", "annoyed"), ("cheering", "chills", "smiling"))]:
+    for name, neg, pos in [
+        ("sentiment_restaurants", ("awful", "terrible", "worst"), ("wonderful", "superb", "best")),
+        ("sentiment_movies", ("yawning", "groaning", "rolling"), ("cheering", "chills", "holding its breath")),
+    ]:
         ds = load_task(name)["train"]
         for text, label in zip(ds["text"][:300], ds["label"][:300]):
             assert not (any(w in text for w in neg) and label == 1), text

@@ -88,7 +88,7 @@ _MOVIES = _Domain(  # implicit opinions: the lowest zero-shot of the sentiment f
         ("dragged on forever", "put half the room to sleep", "went exactly where I expected",
          "felt like a rough first draft", "made me check my phone every few minutes", "had the audience groaning",
          "seemed to be missing whole pages", "left everyone in our row yawning", "felt like it was made in a weekend",
-         "had me rolling my eyes", "was forgotten before we reached the car", "made me regret my ticket"),
+         "had me rolling my eyes", "was forgotten before we reached the car", "made me wish I had stayed home"),
         ("stayed with me for days", "had the whole room holding its breath", "kept surprising me until the very end",
          "gave me chills more than once", "earned every laugh and every tear", "left the audience cheering",
          "felt fresh from the first minute", "pulled me in completely", "deserves every award it gets",
@@ -98,11 +98,12 @@ _MOVIES = _Domain(  # implicit opinions: the lowest zero-shot of the sentiment f
     clauses=(
         ("I checked my watch every ten minutes", "I want those two hours of my life back",
          "half the audience walked out early", "I fell asleep before the halfway point",
-         "I counted the minutes until the credits", "I regret buying a ticket", "I left the cinema annoyed",
-         "the whole thing felt like a chore"),
+         "I counted the minutes until the credits", "I spent the second hour reading the exit signs",
+         "I was out of my seat before the lights came up", "the whole thing felt like a chore"),
         ("I would happily watch it again", "the two hours flew by", "I recommended it to all my friends",
          "the whole theater applauded at the end", "I already bought tickets to see it again",
-         "I left the cinema smiling", "I was hooked from the first minute", "I talked about it all the way home"),
+         "I sat through the credits just to stay in that world", "I was hooked from the first minute",
+         "I talked about it all the way home"),
     ),
 )
 
