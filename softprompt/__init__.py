@@ -48,9 +48,15 @@ __all__ = sorted(_LAZY)
 def __getattr__(name):
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'softprompt' has no attribute {name!r}")
+    else:  # a submodule, e.g. sp.profiles or sp.figures
+        try:
+            value = import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'softprompt' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
 
 
 def __dir__():

@@ -24,3 +24,11 @@ def test_unknown_profile_and_bad_knobs_are_clear_errors():
         pick_profile("tpu")
     with pytest.raises(ValueError, match="must be positive"):
         PROFILES["cpu"].with_(steps=0)
+
+
+def test_submodules_are_reachable_from_the_package():
+    import softprompt as sp
+
+    assert sp.profiles.pick_profile("cpu").name == "cpu"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sp.nope  # noqa: B018
