@@ -67,83 +67,116 @@ def _peft_model(model, prompt, T):
     return pmodel
 
 
+def _train_batch(task, tok, args):
+    batch = task.causal_batch(task.splits["train"][: args.batch_size], tok, with_targets=True,
+                              num_virtual_tokens=args.virtual_tokens)
+    k = int((batch["labels"] != -100).sum(1).max()) + 1  # the target tokens and the position before them
+    return batch, k
+
+
+def _train_step(net, ours: bool, batch, k, opt) -> float:
+    """Ours: LM head on the last k positions. PEFT: its forward with labels (LM head everywhere)."""
+    kw = {"logits_to_keep": k} if ours else {}
+    loss = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"], **kw).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss)
+
+
+def _eval_pass(torch, net, ours: bool, tok, task, data, args) -> list[int]:
+    """Ours: prefix cache + last-position logits. PEFT: full forward, argmax over label ids at the last position."""
+    from softprompt.evaluation import class_scores, first_token_ids, iter_batches
+    from softprompt.prefix_cache import PromptPrefixCache
+
+    firsts = torch.tensor(first_token_ids(task, tok))
+    preds = []
+    cache = PromptPrefixCache(net) if ours else None  # built once per pass, as evaluate() does
+    for examples in iter_batches(data, args.eval_batch_size):
+        if ours:
+            preds += class_scores(net, tok, task, examples, cache=cache).argmax(-1).tolist()
+        else:
+            b = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=args.virtual_tokens)
+            with torch.no_grad():
+                logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits  # (B, T+L, V)
+            preds += logits[:, -1, firsts].argmax(-1).tolist()
+    return preds
+
+
 def child(args) -> dict:
-    """One measurement in this (fresh) process; returns a JSON-able dict."""
+    """One measurement in this (fresh) process; returns a JSON-able dict.
+
+    ``time``: ours and PEFT in the same process on the same base model, steps *alternating*, so that
+    load from other processes hits both alike. ``mem-<phase>-<who>``: one of them alone, for peak RSS.
+    """
     torch, sp, model, tok, task, pm, prompt, loaded_mb = _setup(args)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
-    ours = args.role.endswith("ours")
-    net = pm if ours else _peft_model(model, prompt, args.virtual_tokens)
-    out = {"role": args.role, "loaded_mb": loaded_mb}
+    who = ["ours", "peft"] if args.role == "time" else [args.role.split("-")[-1]]
+    nets = {w: pm if w == "ours" else _peft_model(model, prompt, args.virtual_tokens) for w in who}
+    out = {"role": args.role, "loaded_mb": loaded_mb, "prompt_sum": float(prompt.double().sum())}
+    phases = ["train", "eval"] if args.role == "time" else [args.role.split("-")[1]]
+    iters = args.iters if args.role == "time" else args.mem_iters
+    data = task.splits["test"].select(range(min(args.eval_examples, len(task.splits["test"]))))
 
-    if args.role.startswith("train"):
-        batch = task.causal_batch(task.splits["train"][: args.batch_size], tok, with_targets=True,
-                                  num_virtual_tokens=args.virtual_tokens)
-        k = int((batch["labels"] != -100).sum(1).max()) + 1  # the target tokens and the position before them
-        # Sanity check before training: the longest row alone (no padding) gives the same loss in both.
-        # (On padded rows PEFT's position ids shift with the left padding, peft #1093; ours do not.)
-        longest = int(batch["attention_mask"].sum(1).argmax())
+    if "train" in phases:
+        batch, k = _train_batch(task, tok, args)
+        longest = int(batch["attention_mask"].sum(1).argmax())  # a row without padding
         row = {key: batch[key][longest:longest + 1] for key in ("input_ids", "attention_mask", "labels")}
-        with torch.no_grad():
-            out["unpadded_loss"] = float(net(**row).loss)
-        params = [p for p in net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-3)
-        net.train()
-        times, losses = [], []
-        for _ in range(args.warmup + args.iters):
-            t0 = time.perf_counter()
-            kw = {"logits_to_keep": k} if ours else {}
-            loss = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       labels=batch["labels"], **kw).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t0)
-            losses.append(float(loss))
-        out.update(step_s=statistics.median(times[args.warmup:]), first_loss=losses[0], iters=args.iters,
-                   batch=list(batch["input_ids"].shape), logits_to_keep=k)
-    else:
-        from softprompt.evaluation import class_scores, first_token_ids, iter_batches
-        from softprompt.prefix_cache import PromptPrefixCache
+        opts = {}
+        for w, net in nets.items():
+            with torch.no_grad():
+                out[f"unpadded_loss_{w}"] = float(net(**row).loss)  # must agree: same prompt, same row
+            net.train()
+            opts[w] = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+        times = {w: [] for w in nets}
+        for i in range(args.warmup + iters):
+            for w in (who if i % 2 == 0 else who[::-1]):
+                t0 = time.perf_counter()
+                loss = _train_step(nets[w], w == "ours", batch, k, opts[w])
+                times[w].append(time.perf_counter() - t0)
+                if i == 0:
+                    out[f"first_loss_{w}"] = loss
+        for w in nets:
+            out[f"step_s_{w}"] = statistics.median(times[w][args.warmup:])
+        out.update(iters=iters, batch=list(batch["input_ids"].shape), logits_to_keep=k)
+        for w, net in nets.items():  # back to the initial prompt for the evaluation below
+            if w == "ours":
+                pm.load_adapter_tensors({"prompt_embeddings": prompt})
+            else:
+                with torch.no_grad():
+                    net.prompt_encoder["default"].embedding.weight.copy_(prompt)
 
-        data = task.splits["test"].select(range(min(args.eval_examples, len(task.splits["test"]))))
-        firsts = torch.tensor(first_token_ids(task, tok))
-        net.eval()
-
-        def run():
-            preds = []
-            cache = PromptPrefixCache(pm) if ours else None  # built once per pass, as evaluate() does
-            for examples in iter_batches(data, args.eval_batch_size):
-                if ours:
-                    preds += class_scores(pm, tok, task, examples, cache=cache).argmax(-1).tolist()
-                else:
-                    b = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=args.virtual_tokens)
-                    with torch.no_grad():
-                        logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                    preds += logits[:, -1, firsts].argmax(-1).tolist()
-            return preds
-
-        for _ in range(args.eval_warmup):
-            run()
-        times = []
-        for _ in range(args.eval_repeats):
-            t0 = time.perf_counter()
-            preds = run()
-            times.append(time.perf_counter() - t0)
+    if "eval" in phases:
+        for net in nets.values():
+            net.eval()
+        repeats = args.eval_repeats if args.role == "time" else 1
+        times = {w: [] for w in nets}
+        for i in range(args.eval_warmup + repeats):
+            for w in (who if i % 2 == 0 else who[::-1]):
+                t0 = time.perf_counter()
+                preds = _eval_pass(torch, nets[w], w == "ours", tok, task, data, args)
+                times[w].append(time.perf_counter() - t0)
+                out[f"predictions_{w}"] = preds
         labels = data["label"]
-        out.update(examples_per_s=len(data) / statistics.median(times), predictions=preds,
-                   accuracy=sum(p == y for p, y in zip(preds, labels)) / len(labels), n=len(data))
+        for w in nets:
+            out[f"examples_per_s_{w}"] = len(data) / statistics.median(times[w][args.eval_warmup:])
+            out[f"accuracy_{w}"] = sum(p == y for p, y in zip(out[f"predictions_{w}"], labels)) / len(labels)
+        out["n"] = len(data)
     out["peak_mb"] = _maxrss_mb()
     out["growth_mb"] = out["peak_mb"] - loaded_mb
     return out
 
 
+ROLES = ("time", "mem-train-ours", "mem-train-peft", "mem-eval-ours", "mem-eval-peft")
+
+
 def parent(args) -> None:
     results = {}
-    for role in ("train-ours", "train-peft", "eval-ours", "eval-peft"):
+    for role in ROLES:
         cmd = [sys.executable, __file__, "--role", role] + [a for a in sys.argv[1:] if a != "--quick"]
         if args.quick:
             cmd += ["--iters", "3", "--warmup", "1", "--eval-examples", "32", "--eval-repeats", "1",
-                    "--eval-warmup", "0"]
+                    "--eval-warmup", "0", "--mem-iters", "1"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
         if proc.returncode != 0:
@@ -155,34 +188,38 @@ def parent(args) -> None:
 
 
 def report(r: dict, args) -> None:
-    to, tp = r["train-ours"], r["train-peft"]
-    eo, ep = r["eval-ours"], r["eval-peft"]
-    agree = sum(a == b for a, b in zip(eo["predictions"], ep["predictions"])) / len(eo["predictions"])
-    train_ratio = to["step_s"] / tp["step_s"]
-    eval_ratio = eo["examples_per_s"] / ep["examples_per_s"]
+    t = r["time"]
+    sums = {role: res["prompt_sum"] for role, res in r.items()}
+    if len(set(sums.values())) != 1:
+        print(f"WARNING: the prompt init differed between subprocesses: {sums}")
+    agree = sum(a == b for a, b in zip(t["predictions_ours"], t["predictions_peft"])) / t["n"]
+    train_ratio = t["step_s_ours"] / t["step_s_peft"]
+    eval_ratio = t["examples_per_s_ours"] / t["examples_per_s_peft"]
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"\n### softprompt vs PEFT {_peft_version()} on {args.model}, task {args.task}, "
           f"{args.virtual_tokens} virtual tokens, OMP_NUM_THREADS={threads}\n")
     print("| measure | softprompt | PEFT | ratio | target | met |")
     print("|---|---:|---:|---:|---|:---:|")
-    print(f"| training step, batch {to['batch'][0]}x{to['batch'][1]} (median of {to['iters']}, s) | "
-          f"{to['step_s']:.3f} | {tp['step_s']:.3f} | {train_ratio:.2f}x | <= {TARGETS['train']}x | "
+    print(f"| training step, batch {t['batch'][0]}x{t['batch'][1]} (median of {t['iters']}, s) | "
+          f"{t['step_s_ours']:.3f} | {t['step_s_peft']:.3f} | {train_ratio:.2f}x | <= {TARGETS['train']}x | "
           f"{'yes' if train_ratio <= TARGETS['train'] else 'no'} |")
-    print(f"| evaluation, {eo['n']} examples, batch {args.eval_batch_size} (examples/s) | "
-          f"{eo['examples_per_s']:.1f} | {ep['examples_per_s']:.1f} | {eval_ratio:.2f}x | >= {TARGETS['eval']}x | "
-          f"{'yes' if eval_ratio >= TARGETS['eval'] else 'no'} |")
-    for phase, o, p in (("training", to, tp), ("evaluation", eo, ep)):
+    print(f"| evaluation, {t['n']} examples, batch {args.eval_batch_size} (examples/s) | "
+          f"{t['examples_per_s_ours']:.1f} | {t['examples_per_s_peft']:.1f} | {eval_ratio:.2f}x | "
+          f">= {TARGETS['eval']}x | {'yes' if eval_ratio >= TARGETS['eval'] else 'no'} |")
+    for phase in ("train", "eval"):
+        o, p = r[f"mem-{phase}-ours"], r[f"mem-{phase}-peft"]
         print(f"| peak RSS, {phase} (MB) | {o['peak_mb']:.0f} | {p['peak_mb']:.0f} | "
               f"{o['peak_mb'] / p['peak_mb']:.2f}x | <= 1.0x | {'yes' if o['peak_mb'] <= p['peak_mb'] else 'no'} |")
         print(f"| RSS growth over the loaded model, {phase} (MB) | {o['growth_mb']:.0f} | {p['growth_mb']:.0f} | "
               f"{o['growth_mb'] / max(p['growth_mb'], 1e-9):.2f}x | <= 1.0x | "
               f"{'yes' if o['growth_mb'] <= p['growth_mb'] else 'no'} |")
-    print(f"\nChecks: loss on the longest row alone (no padding): ours {to['unpadded_loss']:.5f}, "
-          f"PEFT {tp['unpadded_loss']:.5f}. First-step batch loss: ours {to['first_loss']:.5f}, "
-          f"PEFT {tp['first_loss']:.5f} (they differ where rows are left padded: PEFT's position ids "
+    print("\nTiming: ours and PEFT alternate step by step in one process on the same base model.")
+    print(f"Checks: loss on the longest row alone (no padding): ours {t['unpadded_loss_ours']:.5f}, "
+          f"PEFT {t['unpadded_loss_peft']:.5f}. First-step batch loss: ours {t['first_loss_ours']:.5f}, "
+          f"PEFT {t['first_loss_peft']:.5f} (they differ where rows are left padded: PEFT's position ids "
           "shift with the padding, peft #1093; ours do not).")
-    print(f"Evaluation predictions agree on {agree:.1%} (accuracy: ours {eo['accuracy']:.3f}, "
-          f"PEFT {ep['accuracy']:.3f}). Ours computes logits for the last {to['logits_to_keep']} positions "
+    print(f"Evaluation predictions agree on {agree:.1%} (accuracy: ours {t['accuracy_ours']:.3f}, "
+          f"PEFT {t['accuracy_peft']:.3f}). Ours computes logits for the last {t['logits_to_keep']} positions "
           "in training and 1 in evaluation.")
     print("Memory: ru_maxrss of a fresh subprocess per measurement (includes interpreter, libraries, model).")
 
@@ -205,6 +242,7 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-batch-size", type=int, default=16)
     ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--eval-warmup", type=int, default=1)
+    ap.add_argument("--mem-iters", type=int, default=3, help="steps / passes in each memory subprocess")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 3 steps, 32 evaluation examples")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
