@@ -11,7 +11,8 @@ few-shot training (same examples, steps, optimizer) from:
     class_labels   vanilla prompt, CLASS_LABELS init (Lester et al. §3.2)
     spot           vanilla prompt, init = the one teacher prompt that scores best on the target's
                    validation split before training (SPoT-style retrieval; Vu et al. 2022 retrieve by
-                   task similarity; we retrieve by zero-step accuracy)
+                   task similarity; we retrieve by zero-step accuracy, ties broken by the gold label's
+                   mean log-probability)
     mpt_plain      MPT, no distillation (plain multitask training of P*, u, v: PEFT's example)
     mpt_distill    MPT with distillation (task loss + λ(KL + hidden MSE), Wang et al. §3.2)
 
@@ -160,6 +161,17 @@ def accuracy(model, tokenizer, task, n, split="test", **kw) -> float:
     return float(evaluate(model, tokenizer, task, split=split, max_examples=n, **kw)["accuracy"])
 
 
+def spot_score(model, tokenizer, task, n) -> list[float]:
+    """How good a start a source prompt is for ``task``: validation accuracy, then the mean log-probability
+    of the gold label among the label words (breaks ties, e.g. when every source is at chance)."""
+    from softprompt import evaluate
+
+    r = evaluate(model, tokenizer, task, split="validation", max_examples=n, return_predictions=True)
+    logp = torch.log_softmax(r["scores"].float(), -1)  # (N, K)
+    gold = logp[torch.arange(len(r["labels"])), torch.tensor(r["labels"])].mean()
+    return [float(r["accuracy"]), float(gold)]
+
+
 def run_target(args, model, tokenizer, target, method, seed, teachers, sources_pm, spot_name, recipe,
                eval_before=True):
     """Build the start for ``method``, evaluate it (``eval_before``), train it few-shot, evaluate again."""
@@ -257,9 +269,9 @@ def main(argv=None) -> dict:
             from softprompt.mpt import vanilla_prompt_model
 
             for name, prompt in teachers.items():
-                spot_scores[name] = accuracy(vanilla_prompt_model(model, prompt), tokenizer, target,
-                                             args.spot_examples, split="validation")
-            spot_name = max(spot_scores, key=spot_scores.get)
+                spot_scores[name] = spot_score(vanilla_prompt_model(model, prompt), tokenizer, target,
+                                               args.spot_examples)
+            spot_name = max(spot_scores, key=lambda n: tuple(spot_scores[n]))
             res["spot_source"], res["spot_scores"] = spot_name, spot_scores
         runs = {}
         for method in args.methods:
