@@ -66,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--cache-dir", default=str(HERE / "results" / "mpt_cache"))
     p.add_argument("--out", default=str(HERE / "results" / "mpt_transfer.json"))
+    p.add_argument("--device", default="cpu", help="cpu (the figures the README reports) or cuda")
     p.add_argument("--tiny", action="store_true", help="tiny random model, a few steps: checks the script runs")
     args = p.parse_args(argv)
     if args.tiny:
@@ -82,11 +83,11 @@ def load(args):
     if args.model == "tiny-llama":
         from softprompt.testing import tiny_model, tiny_tokenizer
 
-        return tiny_model("llama"), tiny_tokenizer()
+        return tiny_model("llama").to(args.device), tiny_tokenizer()
     from softprompt import load_model
 
     model, tokenizer = load_model(args.model)
-    return model.eval(), tokenizer
+    return model.to(args.device).eval(), tokenizer
 
 
 def plan(args) -> dict:
