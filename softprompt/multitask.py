@@ -163,7 +163,7 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
         in PEFT: ``RANDOM`` too.
         """
         shared = self.shared_prompt_config
-        if self.prompt_tuning_init in (MultitaskPromptTuningInit.TEXT,):
+        if self.prompt_tuning_init == MultitaskPromptTuningInit.TEXT:
             out = shared.peft_dict()
         else:
             out = dataclasses.replace(shared, prompt_tuning_init=PromptTuningInit.RANDOM, tokenizer_kwargs=None,
