@@ -84,6 +84,26 @@ def _split(task, split: str, max_examples: int | None):
     return data
 
 
+def length_order(task, tokenizer, data) -> list[int]:
+    """Indices of ``data`` from the longest formatted example to the shortest (in tokens; stable)."""
+    lengths = [len(ids) for ids in tokenizer([task.format(ex) for ex in data])["input_ids"]]
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
+def _unsort(values, order: list[int]):
+    """Undo ``values = [x[i] for i in order]``: a list, or a tensor along dim 0."""
+    if isinstance(values, torch.Tensor):
+        out = torch.empty_like(values)
+        out[torch.tensor(order, dtype=torch.long)] = values
+        return out
+    if not values:
+        return values
+    out = [None] * len(order)
+    for v, i in zip(values, order):
+        out[i] = v
+    return out
+
+
 def iter_batches(data, batch_size: int) -> Iterator[dict]:
     """Consecutive slices of a ``datasets.Dataset`` (dicts of lists), ``batch_size`` rows each."""
     if batch_size < 1:
@@ -240,7 +260,7 @@ def summarize(predictions: list[int], labels: list[int], label_words: list[str])
 def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, method: str = "rank",
              batch_size: int = 32, max_examples: int | None = None, task_id: int | None = None,
              use_cache: bool = True, max_new_tokens: int | None = None, return_predictions: bool = False,
-             ensemble: list[str] | None = None, progress: bool = False) -> dict:
+             ensemble: list[str] | None = None, sort_by_length: bool = True, progress: bool = False) -> dict:
     """Accuracy of ``prompt_model`` on ``task.splits[split]``.
 
     Args:
@@ -258,6 +278,9 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
         ensemble: prompt ensembling (Lester et al. 2021, Table 3): ``prompt_model`` is a
             :class:`~softprompt.PromptBank` and these of its prompts vote on every example (majority,
             ties to the highest mean log-prob). Adds ``"members"``: each prompt's own accuracy.
+        sort_by_length: batch examples of similar token length together (longest first), so rows
+            carry little padding; results come back in the split's order and do not change, since
+            padding never changes a row's output here.
         progress: show a ``tqdm`` bar.
 
     Returns:
@@ -277,7 +300,7 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
         if method != "rank":
             raise ValueError("ensembles vote over rank classification; use method='rank'.")
         return _evaluate_ensemble(prompt_model, task, data, list(ensemble), batch_size, split, return_predictions,
-                                  progress)
+                                  sort_by_length, progress)
     if _is_prompt_model(prompt_model):
         _task_ids(prompt_model, task_id, 1)  # validate early: a missing or a stray task_id
     elif task_id is not None:
@@ -288,7 +311,8 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
 
         cache = PromptPrefixCache(prompt_model, task_id=task_id)
 
-    batches = iter_batches(data, batch_size)
+    order = length_order(task, tokenizer, data) if sort_by_length else list(range(len(data)))
+    batches = iter_batches(data.select(order) if sort_by_length else data, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
@@ -311,6 +335,8 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
     finally:
         for m, training in modes:
             m.training = training
+    predictions, texts = _unsort(predictions, order), _unsort(texts, order)
+    scores = [_unsort(torch.cat(scores), order)] if scores else []
     labels = [int(y) for y in data["label"]]
     result = summarize(predictions, labels, task.label_words)
     result.update(method=method, split=split)
@@ -323,11 +349,13 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
     return result
 
 
-def _evaluate_ensemble(bank, task, data, names, batch_size, split, return_predictions, progress) -> dict:
+def _evaluate_ensemble(bank, task, data, names, batch_size, split, return_predictions, sort_by_length,
+                       progress) -> dict:
     """:func:`evaluate` for a PromptBank ensemble: the vote's accuracy and each member's."""
     from .serving import majority_vote
 
-    batches = iter_batches(data, batch_size)
+    order = length_order(task, bank._tokenizer(), data) if sort_by_length else list(range(len(data)))
+    batches = iter_batches(data.select(order) if sort_by_length else data, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
@@ -339,9 +367,11 @@ def _evaluate_ensemble(bank, task, data, names, batch_size, split, return_predic
         predictions += vote["predictions"].tolist()
         members.append(vote["member_predictions"].cpu())
         scores.append(s.cpu())
+    predictions = _unsort(predictions, order)
+    scores = [_unsort(torch.cat(scores), order)]
     labels = [int(y) for y in data["label"]]
     result = summarize(predictions, labels, task.label_words)
-    member_preds = torch.cat(members)  # (N, P)
+    member_preds = _unsort(torch.cat(members), order)  # (N, P)
     truth = torch.tensor(labels)
     result["members"] = {n: float((member_preds[:, i] == truth).float().mean()) for i, n in enumerate(names)}
     result.update(method="rank", split=split, ensemble=names)

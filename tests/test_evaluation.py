@@ -53,6 +53,21 @@ def test_rank_matches_row_by_row_oracle(causal_arch, tokenizer, use_cache):
     assert res["accuracy"] == pytest.approx(sum(p == y for p, y in zip(res["predictions"], labels)) / 23)
 
 
+def test_length_sorting_changes_nothing_but_the_batches(tokenizer):
+    from softprompt.evaluation import length_order
+
+    pm, task = prompt_model("gpt2"), make_task()
+    order = length_order(task, tokenizer, task.splits["test"])
+    assert order != list(range(23)) and sorted(order) == list(range(23))  # the toy data is not sorted already
+    a = evaluate(pm, tokenizer, task, batch_size=5, return_predictions=True)
+    b = evaluate(pm, tokenizer, task, batch_size=5, sort_by_length=False, return_predictions=True)
+    torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=1e-5)
+    assert a["predictions"] == b["predictions"] and a["confusion"] == b["confusion"]
+    a = evaluate(pm, tokenizer, task, method="generate", batch_size=5, return_predictions=True)
+    b = evaluate(pm, tokenizer, task, method="generate", batch_size=5, sort_by_length=False, return_predictions=True)
+    assert a["generations"] == b["generations"]
+
+
 def test_cache_is_built_once_per_call(tokenizer, monkeypatch):
     from softprompt import prefix_cache
 
