@@ -184,8 +184,13 @@ def _batch(tokenizer):
                      return_tensors="pt", padding=True)
 
 
-def test_saved_files_load_in_peft_with_equal_logits(tmp_path, tokenizer):
-    pm = get_prompt_model(tiny_model("llama"), config())
+@pytest.mark.parametrize("init", [
+    {},
+    {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": "the movie", "tokenizer_name_or_path": "tiny"},
+    {"prompt_tuning_init": "CLASS_LABELS", "prompt_tuning_class_labels": ["good", "bad"]},
+])
+def test_saved_files_load_in_peft_with_equal_logits(init, tmp_path, tokenizer):
+    pm = get_prompt_model(tiny_model("llama"), config(**init), tokenizer=tokenizer)
     randomize(pm.prompt_encoder)
     pm.save_pretrained(tmp_path)
     peft_model = PeftModel.from_pretrained(tiny_model("llama"), tmp_path)
