@@ -22,6 +22,7 @@ by every seed; they are cached under ``--cache-dir`` (delete it to retrain).
 
     python benchmarks/bench_mpt_transfer.py            # the full run (prints its total steps first)
     python benchmarks/bench_mpt_transfer.py --tiny     # a seconds-long smoke run on a tiny random model
+    python benchmarks/bench_mpt_transfer.py --methods mpt_distill --ablate-rank 4   # rank 1 vs rank 4
 
 Results: a table on stdout and ``benchmarks/results/mpt_transfer.json`` (written atomically).
 """
@@ -66,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--cache-dir", default=str(HERE / "results" / "mpt_cache"))
     p.add_argument("--out", default=str(HERE / "results" / "mpt_transfer.json"))
+    p.add_argument("--ablate-rank", type=int, default=0,
+                   help="R > 0 adds the start mpt_distill_rankR: MPT with distillation at num_ranks=R (ablation)")
     p.add_argument("--device", default="cpu", help="cpu (the figures the README reports) or cuda")
     p.add_argument("--tiny", action="store_true", help="tiny random model, a few steps: checks the script runs")
     args = p.parse_args(argv)
@@ -95,8 +98,8 @@ def plan(args) -> dict:
     n_src, n_tgt = len(args.sources), len(args.targets)
     methods = args.methods
     seeds = len(args.seeds)
-    distills = sum(m in methods for m in ("mpt_plain", "mpt_distill"))
-    teachers = n_src * args.teacher_steps if ("spot" in methods or "mpt_distill" in methods) else 0
+    distills = sum(m.startswith("mpt") for m in methods)
+    teachers = n_src * args.teacher_steps if needs_teachers(methods) else 0
     steps = {
         "teachers": teachers,
         "distillation": distills * args.distill_steps,
@@ -107,11 +110,22 @@ def plan(args) -> dict:
     return {"optimizer_steps": steps, "evaluations": evals, "examples_per_evaluation": args.eval_examples}
 
 
+def needs_teachers(methods) -> bool:
+    return any(m == "spot" or m.startswith("mpt_distill") for m in methods)
+
+
+def source_settings(args, method: str) -> tuple[bool, int]:
+    """(distill?, num_ranks) of an MPT start's source."""
+    if method.startswith("mpt_distill_rank"):
+        return True, int(method.removeprefix("mpt_distill_rank"))
+    return method == "mpt_distill", args.num_ranks
+
+
 def cache_key(args, what: str) -> str:
     fields = {k: getattr(args, k) for k in ("model", "sources", "num_virtual_tokens", "batch_size", "teacher_steps",
                                            "lr", "max_length")}
     if what != "teachers":
-        fields.update(what=what, distill_steps=args.distill_steps, num_ranks=args.num_ranks,
+        fields.update(what=what, distill_steps=args.distill_steps, num_ranks=source_settings(args, what)[1],
                       distill_weight=args.distill_weight)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -132,19 +146,20 @@ def get_teachers(args, model, tokenizer, sources, recipe):
     return teachers, time.perf_counter() - t0
 
 
-def get_source(args, model, tokenizer, sources, teachers, recipe, distill: bool):
+def get_source(args, model, tokenizer, sources, teachers, recipe, what: str):
     from softprompt import PromptModel
     from softprompt.atomic import atomic_write_json
     from softprompt.mpt import distill as run_distill
 
-    what = "mpt_distill" if distill else "mpt_plain"
+    distill, num_ranks = source_settings(args, what)
     path = Path(args.cache_dir) / f"{what}-{cache_key(args, what)}"
     if (path / "adapter_model.safetensors").exists():
         print(f"{what}: cached {path}")
         return PromptModel.from_pretrained(model, path), 0.0, json.loads((path / "distill_log.json").read_text())
     t0 = time.perf_counter()
     student, history = run_distill(model, tokenizer, sources, teachers if distill else None,
-                                   recipe.replace(distill=distill), progress=False, **train_kw(args))
+                                   recipe.replace(distill=distill, num_ranks=num_ranks), progress=False,
+                                   **train_kw(args))
     seconds = time.perf_counter() - t0
     student.save_pretrained(path)
     log = {"loss": history.loss, "terms": student.distillation_log}
@@ -229,6 +244,8 @@ def main(argv=None) -> dict:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; choose from {METHODS}")
+    if args.ablate_rank > 0:
+        args.methods.append(f"mpt_distill_rank{args.ablate_rank}")
     overlap = sorted(set(args.sources) & set(args.targets))
     if overlap:
         raise SystemExit(f"targets {overlap} are also sources; a target must be held out")
@@ -254,13 +271,13 @@ def main(argv=None) -> dict:
                        target_steps=args.target_steps, target_examples=args.target_examples, seed=0)
     timings = {}
     teachers = None
-    if "spot" in args.methods or "mpt_distill" in args.methods:
+    if needs_teachers(args.methods):
         teachers, timings["teachers_s"] = get_teachers(args, model, tokenizer, sources, recipe)
     sources_pm, logs = {}, {}
-    for method in ("mpt_plain", "mpt_distill"):
-        if method in args.methods:
+    for method in args.methods:
+        if method.startswith("mpt"):
             sources_pm[method], timings[f"{method}_source_s"], logs[method] = get_source(
-                args, model, tokenizer, sources, teachers, recipe, distill=method == "mpt_distill")
+                args, model, tokenizer, sources, teachers, recipe, method)
 
     results = {}
     for target in targets:
