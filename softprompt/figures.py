@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .neighbors import display_token, embedding_matrix, label_token_ids, prompt_matrix, scores_against_vocab
 
@@ -198,8 +199,11 @@ def label_rank_plot(snapshots, tokenizer, label_words, metric: str = "cosine", *
     fig, ax = _axes(ax, (6.0, 3.5))
     for word, r in ranks.items():  # r: (S, T)
         ax.plot(snapshots.steps, r.min(dim=1).values.numpy(), marker="o", ms=3, label=repr(word))
+    worst = max(float(r.min(dim=1).values.max()) for r in ranks.values())
     ax.set_yscale("log")
-    ax.invert_yaxis()
+    ax.set_ylim(max(10.0, 1.5 * worst), 0.8)  # inverted: rank 1 at the top, always in view
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step")
     ax.set_ylabel("best rank over virtual tokens")
     ax.set_title(f"label words among the prompt's nearest tokens ({metric})")
