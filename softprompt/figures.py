@@ -1,9 +1,9 @@
 """Pictures of a learned prompt (Lester et al. 2021, §7), drawn with matplotlib.
 
 Every function returns a :class:`matplotlib.figure.Figure` and never calls ``plt.show()``. The figures
-are built without pyplot, so nothing piles up in pyplot's figure list: end a notebook cell with the
-figure (or ``display(fig)``) to see it, or pass ``ax=`` to draw into your own pyplot axes and finish
-with ``plt.show()``. ``fig.savefig("x.png")`` works anywhere, with no display.
+are built without pyplot, so nothing piles up in pyplot's figure list and nothing is shown twice: end
+a notebook cell with the figure (or ``display(fig)``) to see it as a PNG, or pass ``ax=`` to draw into
+your own pyplot axes and finish with ``plt.show()``. ``fig.savefig("x.png")`` works anywhere.
 
 * :func:`similarity_heatmap`: every virtual token against a few chosen words (e.g. the label words).
 * :func:`pca_paths`: a 2-D PCA of a vocabulary sample, with the prompt tokens and their paths in training.
@@ -13,20 +13,37 @@ with ``plt.show()``. ``fig.savefig("x.png")`` works anywhere, with no display.
 
 from __future__ import annotations
 
+import io
+
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .neighbors import display_token, embedding_matrix, label_token_ids, prompt_matrix, scores_against_vocab
 
-__all__ = ["similarity_heatmap", "pca_paths", "norm_histogram", "drift_plot", "label_rank_plot", "pca_basis"]
+__all__ = [
+    "NotebookFigure", "similarity_heatmap", "pca_paths", "norm_histogram", "drift_plot", "label_rank_plot", "pca_basis",
+]
+
+
+class NotebookFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in Jupyter, even where pyplot was never imported.
+
+    (IPython's PNG printer for figures is registered only once pyplot's inline backend starts; without
+    it a plain Figure would print as ``<Figure size ...>``.)
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
 
 
 def _axes(ax, figsize):
     """A fresh pyplot-free figure with one axes, or the caller's axes."""
     if ax is not None:
         return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = NotebookFigure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 
 

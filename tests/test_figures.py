@@ -49,6 +49,12 @@ def test_similarity_heatmap_shows_the_cosines(emb, tokenizer):
     assert fig.axes[0].texts[0].get_text() == "1.00"  # v0 is "positive"
 
 
+def test_figures_show_as_png_without_pyplot(emb):
+    fig = figures.norm_histogram(emb[:2].clone(), emb)
+    assert isinstance(fig, figures.NotebookFigure)
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # what Jupyter calls when no inline backend runs
+
+
 def test_pca_paths_projects_onto_vocabulary_components(snaps, emb, tokenizer):
     fig = figures.pca_paths(snaps, tokenizer=tokenizer, highlight_words=["positive"], n_vocab=50)
     png(fig)
