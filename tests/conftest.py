@@ -10,6 +10,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from softprompt.testing import tiny_model, tiny_tokenizer  # noqa: E402
 
+# Tiny models gain nothing from a second thread, and lose a lot when the cores are busy
+# (a tiny T5 generate took 2-4 s with two threads under load vs 0.07 s with one).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
