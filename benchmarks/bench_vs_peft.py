@@ -12,9 +12,10 @@ What is compared (same base model, same prompt weights, same batches):
   ``PeftModelForCausalLM.forward(..., labels)`` (LM head on all T + L positions) + backward + AdamW step.
   Warm-up iterations, then the median of N. The first step's losses are printed too: they must agree.
 * **evaluation throughput** (examples/s, rank classification over the label words): ours =
-  :func:`softprompt.evaluation.class_scores` with a :class:`~softprompt.PromptPrefixCache` (the prompt's
-  keys/values computed once) and last-position logits; PEFT = its full forward, then the argmax over
-  the label words' first tokens at the last position. Predictions must agree.
+  :func:`softprompt.evaluate` (a :class:`~softprompt.PromptPrefixCache`: the prompt's keys/values
+  computed once; last-position logits; length-sorted batches; a second row without the sorting);
+  PEFT = its full forward, then the argmax over the label words' first tokens at the last position.
+  Predictions agree except where left padding moves PEFT's position ids (peft #1093).
 * **peak memory**: every measurement runs in a fresh subprocess; we report the process's peak resident
   set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and its growth over the peak right after
   the model loaded. ``tracemalloc`` cannot see torch's CPU allocations; RSS can, but it also counts the
@@ -74,32 +75,38 @@ def _train_batch(task, tok, args):
     return batch, k
 
 
-def _train_step(net, ours: bool, batch, k, opt) -> float:
-    """Ours: LM head on the last k positions. PEFT: its forward with labels (LM head everywhere)."""
-    kw = {"logits_to_keep": k} if ours else {}
-    loss = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"], **kw).loss
+def _train_step(net, who: str, batch, k, opt) -> float:
+    """Ours: LM head on the last k positions (``ours_shared``: also the prompt run once per batch).
+    PEFT: its forward with labels (LM head everywhere)."""
+    args = (batch["input_ids"], batch["attention_mask"], batch["labels"])
+    if who == "ours_shared":
+        from softprompt.prefix_cache import shared_prompt_forward
+
+        loss = shared_prompt_forward(net, *args, logits_to_keep=k).loss
+    else:
+        kw = {"logits_to_keep": k} if who == "ours" else {}
+        loss = net(input_ids=args[0], attention_mask=args[1], labels=args[2], **kw).loss
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return float(loss)
 
 
-def _eval_pass(torch, net, ours: bool, tok, task, data, args) -> list[int]:
-    """Ours: prefix cache + last-position logits. PEFT: full forward, argmax over label ids at the last position."""
-    from softprompt.evaluation import class_scores, first_token_ids, iter_batches
-    from softprompt.prefix_cache import PromptPrefixCache
+def _eval_pass(torch, net, who: str, tok, task, data, args) -> list[int]:
+    """Ours: ``softprompt.evaluate`` (prefix cache, last-position logits, length-sorted batches;
+    ``ours_nosort`` without the sorting). PEFT: full forward, argmax over label ids at the last position."""
+    from softprompt.evaluation import evaluate, first_token_ids, iter_batches
 
+    if who.startswith("ours"):
+        return evaluate(net, tok, task, split="test", max_examples=len(data), batch_size=args.eval_batch_size,
+                        sort_by_length=who == "ours", return_predictions=True)["predictions"]
     firsts = torch.tensor(first_token_ids(task, tok))
     preds = []
-    cache = PromptPrefixCache(net) if ours else None  # built once per pass, as evaluate() does
     for examples in iter_batches(data, args.eval_batch_size):
-        if ours:
-            preds += class_scores(net, tok, task, examples, cache=cache).argmax(-1).tolist()
-        else:
-            b = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=args.virtual_tokens)
-            with torch.no_grad():
-                logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits  # (B, T+L, V)
-            preds += logits[:, -1, firsts].argmax(-1).tolist()
+        b = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=args.virtual_tokens)
+        with torch.no_grad():
+            logits = net(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits  # (B, T+L, V)
+        preds += logits[:, -1, firsts].argmax(-1).tolist()
     return preds
 
 
@@ -128,15 +135,25 @@ def child(args) -> dict:
                 out[f"unpadded_loss_{w}"] = float(net(**row).loss)  # must agree: same prompt, same row
             net.train()
             opts[w] = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
-        times = {w: [] for w in nets}
+        train_who = who
+        if args.role == "time":  # also time the shared-prompt forward (prefix_cache.shared_prompt_forward)
+            from softprompt.prefix_cache import shared_prompt_forward
+
+            train_who = ["ours", "peft", "ours_shared"]
+            opts["ours_shared"] = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-3)
+            with torch.no_grad():  # before any step: the same loss as the PromptModel path
+                out["batch_loss_ours"] = float(pm(**{key: batch[key] for key in row}, logits_to_keep=k).loss)
+                out["batch_loss_shared"] = float(shared_prompt_forward(
+                    pm, batch["input_ids"], batch["attention_mask"], batch["labels"], logits_to_keep=k).loss)
+        times = {w: [] for w in train_who}
         for i in range(args.warmup + iters):
-            for w in (who if i % 2 == 0 else who[::-1]):
+            for w in (train_who if i % 2 == 0 else train_who[::-1]):
                 t0 = time.perf_counter()
-                loss = _train_step(nets[w], w == "ours", batch, k, opts[w])
+                loss = _train_step(pm if w == "ours_shared" else nets[w], w, batch, k, opts[w])
                 times[w].append(time.perf_counter() - t0)
                 if i == 0:
                     out[f"first_loss_{w}"] = loss
-        for w in nets:
+        for w in train_who:
             out[f"step_s_{w}"] = statistics.median(times[w][args.warmup:])
         out.update(iters=iters, batch=list(batch["input_ids"].shape), logits_to_keep=k)
         for w, net in nets.items():  # back to the initial prompt for the evaluation below
@@ -149,12 +166,15 @@ def child(args) -> dict:
     if "eval" in phases:
         for net in nets.values():
             net.eval()
+        if args.role == "time":  # also time ours without length sorting, to show what each part buys
+            nets["ours_nosort"] = nets["ours"]
+            who = ["ours", "peft", "ours_nosort"]
         repeats = args.eval_repeats if args.role == "time" else 1
         times = {w: [] for w in nets}
         for i in range(args.eval_warmup + repeats):
             for w in (who if i % 2 == 0 else who[::-1]):
                 t0 = time.perf_counter()
-                preds = _eval_pass(torch, nets[w], w == "ours", tok, task, data, args)
+                preds = _eval_pass(torch, nets[w], w, tok, task, data, args)
                 times[w].append(time.perf_counter() - t0)
                 out[f"predictions_{w}"] = preds
         labels = data["label"]
@@ -203,9 +223,15 @@ def report(r: dict, args) -> None:
     print(f"| training step, batch {t['batch'][0]}x{t['batch'][1]} (median of {t['iters']}, s) | "
           f"{t['step_s_ours']:.3f} | {t['step_s_peft']:.3f} | {train_ratio:.2f}x | <= {TARGETS['train']}x | "
           f"{'yes' if train_ratio <= TARGETS['train'] else 'no'} |")
+    shared = t["step_s_ours_shared"] / t["step_s_peft"]
+    print(f"| training step, ours with the prompt run once per batch (shared_prompt_forward, s) | "
+          f"{t['step_s_ours_shared']:.3f} | {t['step_s_peft']:.3f} | {shared:.2f}x | (not train()'s path yet) | |")
     print(f"| evaluation, {t['n']} examples, batch {args.eval_batch_size} (examples/s) | "
           f"{t['examples_per_s_ours']:.1f} | {t['examples_per_s_peft']:.1f} | {eval_ratio:.2f}x | "
           f">= {TARGETS['eval']}x | {'yes' if eval_ratio >= TARGETS['eval'] else 'no'} |")
+    nosort = t["examples_per_s_ours_nosort"] / t["examples_per_s_peft"]
+    print(f"| evaluation, ours without length-sorted batches (examples/s) | {t['examples_per_s_ours_nosort']:.1f} | "
+          f"{t['examples_per_s_peft']:.1f} | {nosort:.2f}x | (cache + last-position logits only) | |")
     for phase in ("train", "eval"):
         o, p = r[f"mem-{phase}-ours"], r[f"mem-{phase}-peft"]
         print(f"| peak RSS, {phase} (MB) | {o['peak_mb']:.0f} | {p['peak_mb']:.0f} | "
@@ -214,11 +240,15 @@ def report(r: dict, args) -> None:
               f"{o['growth_mb'] / max(p['growth_mb'], 1e-9):.2f}x | <= 1.0x | "
               f"{'yes' if o['growth_mb'] <= p['growth_mb'] else 'no'} |")
     print("\nTiming: ours and PEFT alternate step by step in one process on the same base model.")
-    print(f"Checks: loss on the longest row alone (no padding): ours {t['unpadded_loss_ours']:.5f}, "
+    print(f"Checks: batch loss before training, PromptModel {t['batch_loss_ours']:.5f} vs shared-prompt forward "
+          f"{t['batch_loss_shared']:.5f}.")
+    print(f"Loss on the longest row alone (no padding): ours {t['unpadded_loss_ours']:.5f}, "
           f"PEFT {t['unpadded_loss_peft']:.5f}. First-step batch loss: ours {t['first_loss_ours']:.5f}, "
           f"PEFT {t['first_loss_peft']:.5f} (they differ where rows are left padded: PEFT's position ids "
           "shift with the padding, peft #1093; ours do not).")
-    print(f"Evaluation predictions agree on {agree:.1%} (accuracy: ours {t['accuracy_ours']:.3f}, "
+    same = t["predictions_ours"] == t["predictions_ours_nosort"]
+    print(f"Length sorting leaves our predictions {'unchanged' if same else 'CHANGED (a bug)'}. "
+          f"Evaluation predictions agree on {agree:.1%} (accuracy: ours {t['accuracy_ours']:.3f}, "
           f"PEFT {t['accuracy_peft']:.3f}). Ours computes logits for the last {t['logits_to_keep']} positions "
           "in training and 1 in evaluation.")
     print("Memory: ru_maxrss of a fresh subprocess per measurement (includes interpreter, libraries, model).")

@@ -26,7 +26,7 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids"]
+__all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids", "shared_prompt_forward"]
 
 
 def prefix_position_ids(attention_mask: torch.Tensor, num_prefix: int) -> torch.Tensor:
@@ -205,6 +205,54 @@ class PromptPrefixCache:
         )
         sequences = out.sequences if hasattr(out, "sequences") else out
         return sequences[:, input_ids.shape[1]:]  # (B, new)
+
+
+def shared_prompt_forward(prompt_model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                          labels: torch.Tensor | None = None, *, logits_to_keep: int = 0, task_id: int | None = None,
+                          num_items_in_batch=None):
+    """:meth:`PromptModel.forward` for training, with the prompt run through the model once per batch.
+
+    The same observation as the cache, made differentiable: the prompt positions come first, so their
+    hidden states are the same in every row. Instead of ``B * (T + L)`` positions the model runs
+    ``T + B * L``: the prompt once as ``(1, T, d)`` (keeping its keys/values, with their autograd
+    graph), then the inputs of all rows on top of those keys/values repeated to ``B`` rows. The
+    gradient reaches the prompt through the keys/values. Same loss and gradients as
+    ``prompt_model(input_ids, attention_mask, labels, logits_to_keep=k)`` (to float rounding) when the
+    base model has no dropout (Llama; GPT-2 in eval mode): dropout would draw one mask for the shared
+    prompt positions instead of one per row. ``task_id``: one MPT task for the whole batch.
+    """
+    task_type = getattr(prompt_model, "task_type", None)
+    if str(getattr(task_type, "value", task_type)).upper() != "CAUSAL_LM":
+        raise ValueError("shared_prompt_forward is for causal-LM PromptModels; call the PromptModel itself.")
+    base = prompt_model.base_model
+    B, L = input_ids.shape
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    T = prompt_model.num_virtual_tokens
+    needs = bool(getattr(prompt_model.prompt_encoder, "needs_task_ids", False))
+    if needs != (task_id is not None):
+        raise ValueError("task_id is required for a multitask (MPT) prompt and must be None otherwise.")
+    task_ids = torch.tensor([task_id], device=input_ids.device) if needs else None
+    weight = base.get_input_embeddings().weight
+    prompt = prompt_model.get_prompt(1, task_ids=task_ids)[:, :T].to(weight.dtype)  # (1, T, d), with grad
+    ones = torch.ones(1, T, dtype=attention_mask.dtype, device=attention_mask.device)
+    past = base(inputs_embeds=prompt, attention_mask=ones, position_ids=torch.arange(T, device=prompt.device)[None],
+                use_cache=True, logits_to_keep=1).past_key_values
+    if B != 1:
+        past.batch_repeat_interleave(B)  # differentiable: the B rows share one graph back to the prompt
+    out = base(
+        input_ids=input_ids,                                                         # (B, L)
+        attention_mask=torch.cat([ones.expand(B, T), attention_mask], dim=1),        # (B, T + L)
+        position_ids=prefix_position_ids(attention_mask, T),                         # (B, L)
+        past_key_values=past,
+        use_cache=False,
+        logits_to_keep=logits_to_keep,
+    )
+    if labels is not None:
+        k = logits_to_keep or L
+        out["loss"] = base.loss_function(logits=out.logits, labels=labels[:, -k:], vocab_size=out.logits.shape[-1],
+                                         num_items_in_batch=num_items_in_batch)
+    return out
 
 
 def _repeated(cache, batch_size: int):

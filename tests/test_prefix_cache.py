@@ -151,3 +151,28 @@ def test_smollm2_cached_logits_equal_prompt_model(smollm2):
         ref = pm(**enc, logits_to_keep=1).logits
     torch.testing.assert_close(PromptPrefixCache(pm).logits(enc["input_ids"], enc["attention_mask"]), ref,
                                atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("keep", [0, 3])
+def test_shared_prompt_forward_equals_prompt_model_loss_and_grad(causal_arch, tokenizer, keep):
+    from softprompt.config import PromptTuningConfig
+    from softprompt.prefix_cache import shared_prompt_forward
+    from softprompt.prompt_model import get_prompt_model
+
+    pm = get_prompt_model(tiny_model(causal_arch), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=T,
+                                                                      seed=0))
+    pm.eval()  # no dropout (tiny GPT-2 has some); gradients flow all the same
+    ids, mask = _batch(tokenizer, ["the movie was good", "it was bad", "i love this film very much , really"])
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-2] = -100  # a target at the end of every row, after a real token, as in a task's causal batch
+    losses, grads = [], []
+    for fn in (lambda: pm(input_ids=ids, attention_mask=mask, labels=labels, logits_to_keep=keep),
+               lambda: shared_prompt_forward(pm, ids, mask, labels, logits_to_keep=keep)):
+        pm.zero_grad()
+        out = fn()
+        out.loss.backward()
+        losses.append(out.loss.detach())
+        grads.append(next(p for p in pm.prompt_encoder.parameters() if p.requires_grad).grad.clone())
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-5)
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
