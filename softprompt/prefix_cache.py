@@ -17,6 +17,10 @@ position ``T + j``. Outputs therefore equal :meth:`PromptModel.forward`'s (to fl
 The cache is for inference: it is built under ``torch.no_grad`` and carries no gradient to the
 prompt. It rebuilds itself whenever the prompt's values change (after a training step, or after
 loading another prompt), so it is safe to keep one around across training and evaluation.
+
+Training can use the same idea: :func:`shared_prompt_forward` runs the prompt once per batch with
+its autograd graph kept, so the model processes ``T + B * L`` positions instead of ``B * (T + L)``
+and the gradient reaches the prompt through the shared keys and values.
 """
 
 from __future__ import annotations
