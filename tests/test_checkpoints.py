@@ -20,14 +20,6 @@ from softprompt.checkpoints import (
 from softprompt.optim import make_optimizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and results do not depend on the thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # The training run of the kill test. The subprocess runs this file; the test execs it too, so
 # the uninterrupted reference run and the killed run are built by the very same code.

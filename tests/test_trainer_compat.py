@@ -14,13 +14,6 @@ from softprompt.hf_trainer import PromptTrainer, TaskCollator
 from softprompt.prompt_model import PromptModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def toy_task():
     pos, neg = "good great excellent love fine happy".split(), "bad terrible awful hate sad angry".split()

@@ -19,13 +19,6 @@ from softprompt.training import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 POS, NEG = "good great excellent love fine happy".split(), "bad terrible awful hate sad angry".split()
 FILL = "the movie film book story was really very quite".split()

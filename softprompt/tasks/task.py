@@ -211,20 +211,11 @@ class Task:
         rows = _as_rows(examples)
         targets = self._target_ids(tokenizer, rows, eos=False) if with_targets else [[] for _ in rows]
         sources = self._source_ids(tokenizer, rows, targets, max_length, num_virtual_tokens)
-        pad = _pad_id(tokenizer)
         seqs = [s + t for s, t in zip(sources, targets)]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, L)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, L)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # (B, L)
-        for i, (seq, tgt) in enumerate(zip(seqs, targets)):
-            input_ids[i, width - len(seq):] = torch.tensor(seq)
-            attention_mask[i, width - len(seq):] = 1
-            if tgt:
-                labels[i, width - len(tgt):] = torch.tensor(tgt)
+        input_ids, attention_mask = _padded(seqs, _pad_id(tokenizer), "left")  # (B, L), (B, L)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if with_targets:
-            batch["labels"] = labels
+            batch["labels"], _ = _padded(targets, IGNORE_INDEX, "left", width=input_ids.shape[1])  # (B, L)
         batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
         return batch
 
@@ -245,21 +236,11 @@ class Task:
         rows = _as_rows(examples)
         no_target = [[] for _ in rows]
         sources = self._source_ids(tokenizer, rows, no_target, max_length, num_virtual_tokens)
-        pad = _pad_id(tokenizer)
-        width = max(len(s) for s in sources)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (B, S)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, S)
-        for i, src in enumerate(sources):
-            input_ids[i, : len(src)] = torch.tensor(src)
-            attention_mask[i, : len(src)] = 1
+        input_ids, attention_mask = _padded(sources, _pad_id(tokenizer), "right")  # (B, S), (B, S)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if with_targets:
             targets = self._target_ids(tokenizer, rows, eos=True)
-            t_width = max(len(t) for t in targets)
-            labels = torch.full((len(rows), t_width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
-            for i, tgt in enumerate(targets):
-                labels[i, : len(tgt)] = torch.tensor(tgt)
-            batch["labels"] = labels
+            batch["labels"], _ = _padded(targets, IGNORE_INDEX, "right")  # (B, T)
         batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
         return batch
 
@@ -350,6 +331,22 @@ def _as_rows(examples) -> list[Mapping]:
     if "label" not in rows[0]:
         raise ValueError(f"examples lack a 'label' column (have {sorted(rows[0])}).")
     return rows
+
+
+def _padded(seqs: list[list[int]], value: int, side: str, width: int | None = None):
+    """Stack token lists into a ``(B, width)`` tensor filled with ``value`` on the ``side`` ("left"/"right").
+
+    Also returns the ``(B, width)`` 0/1 mask of the real tokens.
+    """
+    width = width or max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)  # (B, width)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)  # (B, width)
+    for i, seq in enumerate(seqs):
+        if seq:
+            cols = slice(width - len(seq), width) if side == "left" else slice(0, len(seq))
+            out[i, cols] = torch.tensor(seq)
+            mask[i, cols] = 1
+    return out, mask
 
 
 def _pad_id(tokenizer) -> int:
