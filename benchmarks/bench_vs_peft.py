@@ -119,7 +119,7 @@ def child(args) -> dict:
     torch, sp, model, tok, task, pm, prompt, loaded_mb = _setup(args)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))))
     who = ["ours", "peft"] if args.role == "time" else [args.role.split("-")[-1]]
-    nets = {w: pm if w == "ours" else _peft_model(model, prompt, args.virtual_tokens) for w in who}
+    nets = {w: pm if w.startswith("ours") else _peft_model(model, prompt, args.virtual_tokens) for w in who}
     out = {"role": args.role, "loaded_mb": loaded_mb, "prompt_sum": float(prompt.double().sum())}
     phases = ["train", "eval"] if args.role == "time" else [args.role.split("-")[1]]
     iters = args.iters if args.role == "time" else args.mem_iters
@@ -157,7 +157,7 @@ def child(args) -> dict:
             out[f"step_s_{w}"] = statistics.median(times[w][args.warmup:])
         out.update(iters=iters, batch=list(batch["input_ids"].shape), logits_to_keep=k)
         for w, net in nets.items():  # back to the initial prompt for the evaluation below
-            if w == "ours":
+            if w.startswith("ours"):
                 pm.load_adapter_tensors({"prompt_embeddings": prompt})
             else:
                 with torch.no_grad():
@@ -187,7 +187,7 @@ def child(args) -> dict:
     return out
 
 
-ROLES = ("time", "mem-train-ours", "mem-train-peft", "mem-eval-ours", "mem-eval-peft")
+ROLES = ("time", "mem-train-ours", "mem-train-peft", "mem-train-ours_shared", "mem-eval-ours", "mem-eval-peft")
 
 
 def parent(args) -> None:
@@ -239,6 +239,9 @@ def report(r: dict, args) -> None:
         print(f"| RSS growth over the loaded model, {phase} (MB) | {o['growth_mb']:.0f} | {p['growth_mb']:.0f} | "
               f"{o['growth_mb'] / max(p['growth_mb'], 1e-9):.2f}x | <= 1.0x | "
               f"{'yes' if o['growth_mb'] <= p['growth_mb'] else 'no'} |")
+    o, p = r["mem-train-ours_shared"], r["mem-train-peft"]
+    print(f"| peak RSS, train, shared-prompt forward (MB) | {o['peak_mb']:.0f} | {p['peak_mb']:.0f} | "
+          f"{o['peak_mb'] / p['peak_mb']:.2f}x | | |")
     print("\nTiming: ours and PEFT alternate step by step in one process on the same base model.")
     print(f"Checks: batch loss before training, PromptModel {t['batch_loss_ours']:.5f} vs shared-prompt forward "
           f"{t['batch_loss_shared']:.5f}.")
