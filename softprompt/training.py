@@ -347,7 +347,43 @@ def model_inputs(prompt_model, batch: dict) -> dict:
 
 
 def _default_loss(prompt_model, batch: dict) -> torch.Tensor:
+    """The task loss. Causal LMs without active dropout take the shared-prompt path.
+
+    Every row starts with the same prompt, so its hidden states are the same in every row:
+    :func:`~softprompt.prefix_cache.shared_prompt_forward` runs the prompt once per batch
+    (``T + B*L`` positions instead of ``B*(T + L)``), with the same loss and gradients. Dropout
+    would draw one mask for all rows' prompt positions, and an MPT batch mixing tasks has
+    different prompts per row: both take the plain ``prompt_model(...)`` path.
+    """
+    task_id = _shared_prompt_task(prompt_model, batch)
+    if task_id is not False:
+        from .prefix_cache import shared_prompt_forward
+
+        return shared_prompt_forward(prompt_model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                     logits_to_keep=batch.get("logits_to_keep", 0), task_id=task_id).loss
     return prompt_model(**model_inputs(prompt_model, batch)).loss
+
+
+def _shared_prompt_task(prompt_model, batch: dict):
+    """The task id for the shared-prompt path (None for a vanilla prompt), or False where it does not apply."""
+    if _task_type(prompt_model) != "CAUSAL_LM" or _dropout_active(prompt_model.base_model):
+        return False
+    if not getattr(prompt_model.prompt_encoder, "needs_task_ids", False):
+        return None
+    ids = batch["task_ids"]
+    return int(ids[0]) if bool((ids == ids[0]).all()) else False
+
+
+def _dropout_active(model: torch.nn.Module) -> bool:
+    """Whether a forward pass of ``model`` would drop anything (dropout modules or attention dropout)."""
+    if not model.training:
+        return False
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    config = getattr(model, "config", None)
+    rates = [v for k, v in vars(config).items() if ("dropout" in k or "pdrop" in k) and isinstance(v, float)] \
+        if config is not None else []
+    return any(r > 0 for r in rates)
 
 
 class _Batches:

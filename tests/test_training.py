@@ -109,6 +109,38 @@ def test_batches_ask_only_for_label_position_logits_and_the_loss_is_unchanged():
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
 
 
+def test_default_loss_runs_the_prompt_once_per_batch_with_the_same_loss_and_gradient(monkeypatch):
+    from softprompt import prefix_cache
+    from softprompt.training import _default_loss
+
+    pm = prompt_model("llama")  # no dropout: the shared-prompt path applies
+    seen = []
+    train(pm, tiny_tokenizer(), toy_task(), steps=1, batch_size=8, progress=False,
+          loss_fn=lambda m, b: seen.append(b) or m(**model_inputs(m, b)).loss)
+    batch, weight = seen[0], pm.prompt_encoder.embedding.weight
+    calls = []
+    real = prefix_cache.shared_prompt_forward
+    monkeypatch.setattr(prefix_cache, "shared_prompt_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pm.train()
+    shared = _default_loss(pm, batch)
+    (g_shared,) = torch.autograd.grad(shared, weight)
+    plain = pm(**model_inputs(pm, batch)).loss
+    (g_plain,) = torch.autograd.grad(plain, weight)
+    assert calls == [1]
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_shared, g_plain, rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_keeps_the_plain_path(monkeypatch):
+    from softprompt import prefix_cache
+    from softprompt.training import _default_loss
+
+    pm = prompt_model("gpt2")  # dropout 0.1: one shared mask for all rows would change the loss
+    monkeypatch.setattr(prefix_cache, "shared_prompt_forward", lambda *a, **k: pytest.fail("shared path used"))
+    h = train(pm, tiny_tokenizer(), toy_task(), steps=2, batch_size=4, progress=False, loss_fn=_default_loss)
+    assert len(h.loss) == 2
+
+
 def test_padding_columns_are_trimmed():
     from softprompt.training import _trim
 
