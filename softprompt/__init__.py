@@ -38,6 +38,8 @@ _LAZY = {
     # reading learned prompts
     "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
     "PromptSnapshots": "snapshots",
+    # run profiles for the notebooks
+    "pick_profile": "profiles", "Profile": "profiles",
     "measure_waywardness": "waywardness", "hard_prompt_model": "waywardness", "WaywardnessReport": "waywardness",
     "PromptExplorer": "explorers", "TaskExplorer": "explorers",
 }
