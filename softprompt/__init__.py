@@ -28,7 +28,8 @@ _LAZY = {
     "MPTRecipe": "mpt", "train_teachers": "mpt", "distill": "mpt", "adapt_to_target": "mpt",
     "target_prompt_model": "mpt", "teacher_model": "mpt", "teacher_student_kl": "mpt",
     # tasks, training, evaluation, serving
-    "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks",
+    "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks", "HubDatasetError": "tasks.hub",
+    "TaskNotFoundError": "tasks",
     "train": "training", "History": "training",
     "TrainingConfig": "training", "LiveLossPlot": "live", "PromptTrainer": "hf_trainer", "TaskCollator": "hf_trainer",
     "Callback": "callbacks", "TrainState": "callbacks",
