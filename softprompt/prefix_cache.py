@@ -30,6 +30,8 @@ import copy
 import torch
 from torch import nn
 
+from .hf_compat import cache_kwargs, output_cache
+
 __all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids", "shared_prompt_forward"]
 
 
@@ -130,10 +132,11 @@ class PromptPrefixCache:
                 use_cache=True,
                 logits_to_keep=1,  # the prompt's own logits are never needed
             )
-            if out.past_key_values is None:
+            cache = output_cache(out)
+            if cache is None:
                 name = type(self.model).__name__
-                raise ValueError(f"{name} returned no past_key_values; it cannot be prefix-cached.")
-            self._prompt, self._cache = prompt.clone(), out.past_key_values
+                raise ValueError(f"{name} returned no key/value cache (past_key_values); it cannot be prefix-cached.")
+            self._prompt, self._cache = prompt.clone(), cache
             self.builds += 1
         return self._prompt, self._cache
 
@@ -176,7 +179,7 @@ class PromptPrefixCache:
             input_ids=input_ids,                                         # (B, L)
             attention_mask=full_mask,                                    # (B, T + L)
             position_ids=prefix_position_ids(attention_mask, T),         # (B, L)
-            past_key_values=_repeated(cache, input_ids.shape[0]),
+            **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0])),
             use_cache=False,
             logits_to_keep=logits_to_keep,
             **kwargs,
@@ -198,13 +201,13 @@ class PromptPrefixCache:
         position ids from the mask as the uncached path does.
         """
         attention_mask, full_mask, _, cache = self._inputs(input_ids, attention_mask)
-        for key in ("past_key_values", "inputs_embeds", "position_ids"):
+        for key in ("past_key_values", "cache", "inputs_embeds", "position_ids"):
             if key in gen_kw:
                 raise ValueError(f"{key}= cannot be passed to PromptPrefixCache.generate: the cache supplies it.")
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=full_mask,
-            past_key_values=_repeated(cache, input_ids.shape[0] * generate_expansion(self.model, gen_kw)),
+            **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0] * generate_expansion(self.model, gen_kw))),
             **gen_kw,
         )
         sequences = out.sequences if hasattr(out, "sequences") else out
@@ -240,15 +243,15 @@ def shared_prompt_forward(prompt_model: nn.Module, input_ids: torch.Tensor, atte
     weight = base.get_input_embeddings().weight
     prompt = prompt_model.get_prompt(1, task_ids=task_ids)[:, :T].to(weight.dtype)  # (1, T, d), with grad
     ones = torch.ones(1, T, dtype=attention_mask.dtype, device=attention_mask.device)
-    past = base(inputs_embeds=prompt, attention_mask=ones, position_ids=torch.arange(T, device=prompt.device)[None],
-                use_cache=True, logits_to_keep=1).past_key_values
+    past = output_cache(base(inputs_embeds=prompt, attention_mask=ones, use_cache=True, logits_to_keep=1,
+                             position_ids=torch.arange(T, device=prompt.device)[None]))
     if B != 1:
         past.batch_repeat_interleave(B)  # differentiable: the B rows share one graph back to the prompt
     out = base(
         input_ids=input_ids,                                                         # (B, L)
         attention_mask=torch.cat([ones.expand(B, T), attention_mask], dim=1),        # (B, T + L)
         position_ids=prefix_position_ids(attention_mask, T),                         # (B, L)
-        past_key_values=past,
+        **cache_kwargs(base, past),
         use_cache=False,
         logits_to_keep=logits_to_keep,
     )

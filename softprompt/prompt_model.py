@@ -37,6 +37,7 @@ from torch import nn
 
 from .adapter_files import SIDECAR_CONFIG_NAME, load_adapter, save_adapter
 from .config import PromptTuningConfig, TaskType
+from .hf_compat import cache_kwargs
 
 __all__ = ["PromptModel", "get_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
 
@@ -374,7 +375,7 @@ class PromptModel(nn.Module):
         encoder_outputs = base.get_encoder()(inputs_embeds=embeds, attention_mask=mask, return_dict=True)
         cache = EncoderDecoderCache(DynamicCache(config=base.config), DynamicCache(config=base.config))
         base(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_inputs_embeds=prompt[:, T:].to(embeds.dtype),
-             past_key_values=cache, use_cache=True)
+             use_cache=True, **cache_kwargs(base, cache))
         start = base.config.decoder_start_token_id
         placeholder = base.config.pad_token_id if base.config.pad_token_id is not None else start
         dec_ids = torch.full((B, T + 1), placeholder, dtype=torch.long, device=embeds.device)
@@ -382,7 +383,7 @@ class PromptModel(nn.Module):
         # A full-length decoder mask tells generate that the first T ids are already in the cache.
         dec_mask = torch.ones_like(dec_ids)  # (B, T + 1)
         out = base.generate(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec_ids,
-                            decoder_attention_mask=dec_mask, past_key_values=cache, **generate_kwargs)
+                            decoder_attention_mask=dec_mask, **cache_kwargs(base, cache), **generate_kwargs)
         return out[:, T + 1:]
 
     # ------------------------------------------------------------------ parameters

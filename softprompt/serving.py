@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .evaluation import first_token_ids
+from .hf_compat import cache_kwargs
 from .prefix_cache import PromptPrefixCache, generate_expansion
 
 __all__ = ["PromptBank", "ensemble_predict", "majority_vote"]
@@ -232,8 +233,8 @@ class PromptBank:
         cache = self._cache_for(names, Tmax) if use_cache else None
         if cache is not None:
             positions = lengths[:, None] + attention_mask.long().cumsum(-1) - 1  # (B, L): token j at T_row + j
-            out = self.model(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache, use_cache=False,
-                             position_ids=positions.masked_fill(attention_mask == 0, 0),
+            out = self.model(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
+                             use_cache=False, position_ids=positions.masked_fill(attention_mask == 0, 0),
                              logits_to_keep=logits_to_keep, **kwargs)
             return out
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
@@ -266,7 +267,8 @@ class PromptBank:
             expand = generate_expansion(self.model, gen_kw)
             if expand > 1:
                 cache.batch_repeat_interleave(expand)
-            out = self.model.generate(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache, **gen_kw)
+            out = self.model.generate(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
+                                      **gen_kw)
             return out[:, input_ids.shape[1]:]  # (B, new)
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
         return self.model.generate(inputs_embeds=embeds, attention_mask=full_mask, **gen_kw)  # (B, new)
