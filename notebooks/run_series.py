@@ -10,6 +10,7 @@ one and the script exits non-zero at the end.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,9 @@ def execute(path: Path) -> tuple[bool, float, str]:
     try:
         client.execute()
     except CellExecutionError as exc:
-        return False, time.perf_counter() - t0, str(exc).strip().splitlines()[-1][:300]
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # the cell, then its traceback
+        print("\n".join("    " + line for line in lines[-20:]), file=sys.stderr)
+        return False, time.perf_counter() - t0, lines[-1][:300]
     elapsed = time.perf_counter() - t0
     nbformat.write(nb, path)
     return True, elapsed, ""
