@@ -225,7 +225,8 @@ def report(r: dict, args) -> None:
           f"{'yes' if train_ratio <= TARGETS['train'] else 'no'} |")
     shared = t["step_s_ours_shared"] / t["step_s_peft"]
     print(f"| training step, ours with the prompt run once per batch (shared_prompt_forward, s) | "
-          f"{t['step_s_ours_shared']:.3f} | {t['step_s_peft']:.3f} | {shared:.2f}x | (not train()'s path yet) | |")
+          f"{t['step_s_ours_shared']:.3f} | {t['step_s_peft']:.3f} | {shared:.2f}x | "
+          "(train()'s path, causal LMs without dropout) | |")
     print(f"| evaluation, {t['n']} examples, batch {args.eval_batch_size} (examples/s) | "
           f"{t['examples_per_s_ours']:.1f} | {t['examples_per_s_peft']:.1f} | {eval_ratio:.2f}x | "
           f">= {TARGETS['eval']}x | {'yes' if eval_ratio >= TARGETS['eval'] else 'no'} |")
