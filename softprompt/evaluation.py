@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .context import batch_max_length, check_num_labels, check_token_ids
+
 __all__ = ["evaluate", "class_scores", "iter_batches", "summarize", "match_label", "model_kind"]
 
 METHODS = ("rank", "generate")
@@ -112,22 +114,28 @@ def iter_batches(data, batch_size: int) -> Iterator[dict]:
         yield data[start:start + batch_size]
 
 
-def _encode(model: nn.Module, tokenizer, task, examples: dict) -> dict:
-    """The model inputs for ``examples``, without targets, on the model's device."""
+def _encode(model: nn.Module, tokenizer, task, examples: dict, new_tokens: int = 0) -> dict:
+    """The model inputs for ``examples``, without targets, on the model's device.
+
+    The text is truncated so that the prompt, the text and ``new_tokens`` generated tokens fit the context.
+    """
     kind = model_kind(model)
     T = _num_virtual_tokens(model)
+    limit = batch_max_length(model, tokenizer, None, T, new_tokens)  # None: no limit known
     if kind == "CAUSAL_LM":
         if tokenizer.padding_side != "left":
             raise ValueError(
                 "causal LMs need a LEFT-padding tokenizer for rank classification and generation; "
                 "set tokenizer.padding_side = 'left' (softprompt.load_model does this)."
             )
-        batch = task.causal_batch(examples, tokenizer, with_targets=False, num_virtual_tokens=T)
+        batch = task.causal_batch(examples, tokenizer, with_targets=False, max_length=limit, num_virtual_tokens=T)
     elif kind == "SEQ_2_SEQ_LM":
-        batch = task.seq2seq_batch(examples, tokenizer, num_virtual_tokens=T)
+        batch = task.seq2seq_batch(examples, tokenizer, max_length=limit, num_virtual_tokens=T)
     else:  # SEQ_CLS: the formatted text, right padded like any encoder batch
         texts = [task.format(dict(zip(examples, row))) for row in zip(*examples.values())]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
+        batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                          max_length=None if limit is None else limit - T)
+    check_token_ids(model, batch["input_ids"])
     device = _device(model)
     return {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
 
@@ -203,10 +211,10 @@ def generate_predictions(model: nn.Module, tokenizer, task, examples: dict, *, t
     kind = model_kind(model)
     if kind == "SEQ_CLS":
         raise ValueError("method='generate' needs a language model; a classification head cannot generate.")
-    batch = _encode(model, tokenizer, task, examples)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
     if max_new_tokens is None:  # the longest label word, plus one token to see where it ends
         max_new_tokens = max(len(t) for t in task.label_token_ids(tokenizer)) + 1
+    batch = _encode(model, tokenizer, task, examples, new_tokens=max_new_tokens if kind == "CAUSAL_LM" else 0)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     if cache is not None:
         new = cache.generate(ids, mask, **gen_kw)
@@ -290,6 +298,8 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
     if method not in METHODS:
         raise ValueError(f"method={method!r} is unknown; use one of {METHODS}.")
     data = _split(task, split, max_examples)
+    if model_kind(prompt_model) == "SEQ_CLS":
+        check_num_labels(prompt_model, task)
     is_bank = hasattr(prompt_model, "ensemble_scores")
     if is_bank != (ensemble is not None):
         raise ValueError(

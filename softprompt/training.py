@@ -35,6 +35,7 @@ from .callbacks import Callback, TrainState
 from .checkpoints import (
     latest_checkpoint, load_checkpoint, remove_checkpoints, restore_rng, save_checkpoint,
 )
+from .context import batch_max_length, check_num_labels, check_token_ids
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
 
 __all__ = ["Mixing", "TrainingConfig", "History", "train", "model_inputs"]
@@ -287,6 +288,13 @@ def _task_batch(task, examples, tokenizer, task_type: str, *, max_length, num_vi
             "class_labels": labels}
 
 
+def _check_ids(prompt_model, batch: dict, task_type: str) -> None:
+    """Token ids past the model's embeddings get a clear error here, not an IndexError inside torch."""
+    check_token_ids(prompt_model, batch["input_ids"])
+    if task_type == "SEQ_2_SEQ_LM":  # the decoder embeds the label words' ids
+        check_token_ids(prompt_model, batch["labels"], "labels")
+
+
 _PAD_VALUE = {"labels": -100, "attention_mask": 0, "decoder_attention_mask": 0}
 
 
@@ -393,6 +401,11 @@ class _Batches:
         self.tasks, self.tokenizer, self.cfg = tasks, tokenizer, cfg
         self.task_type = _task_type(prompt_model)
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
+        self.max_length = batch_max_length(prompt_model, tokenizer, cfg.max_length, self.num_virtual_tokens)
+        self.model = prompt_model
+        if self.task_type == "SEQ_CLS":
+            for task in tasks:
+                check_num_labels(prompt_model, task)
         self.single_task_id = cfg.task_id if len(tasks) == 1 else None
         self.sampler = _MixtureSampler(rows, cfg.batch_size, cfg.seed, cfg.mixing)
         self.device = next(prompt_model.parameters()).device
@@ -406,7 +419,7 @@ class _Batches:
         for t, task_rows in sorted(by_task.items()):
             examples = self.tasks[t].splits["train"][task_rows]  # dict of lists
             b = _task_batch(self.tasks[t], examples, self.tokenizer, self.task_type,
-                            max_length=self.cfg.max_length, num_virtual_tokens=self.num_virtual_tokens)
+                            max_length=self.max_length, num_virtual_tokens=self.num_virtual_tokens)
             b = {k: v for k, v in b.items() if torch.is_tensor(v)}
             tid = self.single_task_id if self.single_task_id is not None else t
             b["task_ids"] = torch.full((len(task_rows),), tid, dtype=torch.long)
@@ -415,6 +428,7 @@ class _Batches:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         merged = _merge(parts, pad, tok.padding_side, self.task_type)
         batch = _trim(merged, self.task_type)
+        _check_ids(self.model, batch, self.task_type)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.task_type == "CAUSAL_LM":
             batch["logits_to_keep"] = _logits_to_keep(batch["labels"])

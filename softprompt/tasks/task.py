@@ -19,25 +19,36 @@ sends the source to the encoder and the label word (plus eos) to the decoder, ri
 **Truncation.** When ``max_length`` (the model's context) is known, the *example text* is cut
 from its end, token by token, until ``num_virtual_tokens + len(source) + len(target)`` fits;
 the template and the target are never cut. For pair tasks the longer field is cut first. If
-even the template and the target alone do not fit, a ``ValueError`` says so.
+even the template and the target alone do not fit, a ``ValueError`` says so. ``train()`` and
+``evaluate()`` pass the model's own context (:func:`softprompt.context.batch_max_length`).
+
+**Checked data.** Text fields must be strings and labels integer class ids (numpy ints too; not
+floats, strings, bools or ``None``), both when the Task is built and when a batch is made from
+hand-written rows; a :class:`TaskDataError` (a ``ValueError`` and a ``TypeError``) names the row.
 """
 
 from __future__ import annotations
 
+import operator
 import random
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import torch
 from datasets import Dataset
 
-__all__ = ["Task", "SPLITS", "TEXT_FIELDS"]
+__all__ = ["Task", "TaskDataError", "SPLITS", "TEXT_FIELDS"]
 
 SPLITS = ("train", "validation", "test")
 TEXT_FIELDS = ("text", "text_b")  # the columns a template may name
 IGNORE_INDEX = -100  # label positions the loss skips (Hugging Face convention)
 _UNBOUNDED = 10**9  # tokenizers without a real limit report model_max_length ~ 1e30
+
+
+class TaskDataError(ValueError, TypeError):
+    """A value of the wrong type in a task's data (a ``None`` text, a float label); a ValueError and a TypeError."""
 
 
 def template_fields(template: str) -> list[str]:
@@ -72,6 +83,11 @@ class Task:
             raise ValueError(
                 f"template={self.template!r} names fields {unknown}; a template may use only {list(TEXT_FIELDS)}."
             )
+        if isinstance(self.label_words, str) or not isinstance(self.label_words, Sequence):
+            raise TaskDataError(
+                f"label_words={self.label_words!r} of task {self.name!r} must be a list of words, one per class, "
+                f"e.g. ['negative', 'positive']."
+            )
         if len(self.label_words) < 2:
             raise ValueError(f"label_words={self.label_words!r}: a classification task needs at least two label words.")
         for word in self.label_words:
@@ -98,6 +114,9 @@ class Task:
                 f"split {split!r} of task {self.name!r} lacks columns {missing} (has {ds.column_names}); "
                 f"rename them to 'text', 'text_b' and 'label'."
             )
+        for column in dict.fromkeys(fields):
+            self._check_text_column(split, ds, column)
+        self._check_label_column(split, ds)
         labels = ds["label"]
         lo, hi = min(labels), max(labels)
         if lo < 0 or hi >= self.num_classes:
@@ -106,6 +125,33 @@ class Task:
                 f"{self.num_classes} label words; labels must be 0..{self.num_classes - 1} "
                 f"(GLUE test splits use -1 for 'unlabelled': carve a test split from validation instead)."
             )
+
+    def _check_text_column(self, split: str, ds: Dataset, column: str) -> None:
+        values = ds.with_format("arrow")[column]  # (N,) arrow array: its type and null count cost nothing
+        if _is_string_type(values.type) and values.null_count == 0:
+            return
+        row, value = _first_bad(ds[column], lambda v: isinstance(v, str)) or (0, ds[0][column])
+        raise TaskDataError(
+            f"split {split!r} of task {self.name!r}: column {column!r} must hold strings, but row {row} is "
+            f"{value!r} ({type(value).__name__}); fill or drop such rows first, e.g. "
+            f"ds.filter(lambda r: isinstance(r[{column!r}], str)), or convert them with str()."
+        )
+
+    def _check_label_column(self, split: str, ds: Dataset) -> None:
+        values = ds.with_format("arrow")["label"]  # (N,)
+        if pa.types.is_integer(values.type) and values.null_count == 0:
+            return
+        labels = ds["label"]
+        bad = None
+        if pa.types.is_floating(values.type):  # name a 0.5 before a 1.0: casting would truncate it
+            bad = _first_bad(labels, lambda v: v is not None and float(v).is_integer())
+        bad = bad or _first_bad(labels, lambda v: isinstance(v, int) and not isinstance(v, bool))
+        row, value = bad or (0, labels[0])
+        raise TaskDataError(
+            f"split {split!r} of task {self.name!r}: labels must be integer class ids 0..{self.num_classes - 1}, "
+            f"but column 'label' holds {values.type} values (row {row}: {value!r}). "
+            + _label_fix(value, self.label_words)
+        )
 
     # ------------------------------------------------------------------ the text-to-text casting
 
@@ -123,14 +169,41 @@ class Task:
         return "text_b" in self.fields
 
     def format(self, example: Mapping) -> str:
-        """The source string: the template filled with the example's fields."""
+        """The source string: the template filled with the example's fields (strings; anything else is refused)."""
+        missing = [f for f in self.fields if f not in example]
+        if missing:
+            raise ValueError(
+                f"task {self.name!r}: the example lacks fields {missing} that template={self.template!r} uses "
+                f"(it has {sorted(example)})."
+            )
+        for f in self.fields:
+            if not isinstance(example[f], str):
+                raise TaskDataError(
+                    f"task {self.name!r}: field {f!r} of the example is {example[f]!r} "
+                    f"({type(example[f]).__name__}), not a string; text fields must hold strings "
+                    f"(fill or drop such examples, or convert them with str())."
+                )
         return self.template.format(**{f: example[f] for f in self.fields})
+
+    def class_id(self, label) -> int:
+        """``label`` as a validated class id: an integer (Python or numpy, not bool) in ``0..num_classes-1``."""
+        is_bool = isinstance(label, bool) or str(getattr(label, "dtype", "")) in ("bool", "torch.bool")
+        try:
+            index = None if is_bool else operator.index(label)
+        except TypeError:
+            index = None
+        if index is None:
+            raise TaskDataError(
+                f"label={label!r} ({type(label).__name__}) of task {self.name!r} is not an integer class id "
+                f"0..{self.num_classes - 1}. " + _label_fix(label, self.label_words)
+            )
+        if not 0 <= index < self.num_classes:
+            raise ValueError(f"label={label} is out of range for task {self.name!r}; use 0..{self.num_classes - 1}.")
+        return index
 
     def target(self, label: int) -> str:
         """The target string for a label id: ``" " + label_words[label]``."""
-        if not 0 <= int(label) < self.num_classes:
-            raise ValueError(f"label={label} is out of range for task {self.name!r}; use 0..{self.num_classes - 1}.")
-        return " " + self.label_words[int(label)]
+        return " " + self.label_words[self.class_id(label)]
 
     def label_token_ids(self, tokenizer, *, require_distinct_first: bool = True) -> list[list[int]]:
         """Token ids of each target ``" " + word``, as a continuation (no special tokens).
@@ -216,7 +289,7 @@ class Task:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if with_targets:
             batch["labels"], _ = _padded(targets, IGNORE_INDEX, "left", width=input_ids.shape[1])  # (B, L)
-        batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
+        batch["class_labels"] = torch.tensor([self.class_id(r["label"]) for r in rows], dtype=torch.long)  # (B,)
         return batch
 
     def seq2seq_batch(
@@ -241,7 +314,7 @@ class Task:
         if with_targets:
             targets = self._target_ids(tokenizer, rows, eos=True)
             batch["labels"], _ = _padded(targets, IGNORE_INDEX, "right")  # (B, T)
-        batch["class_labels"] = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)  # (B,)
+        batch["class_labels"] = torch.tensor([self.class_id(r["label"]) for r in rows], dtype=torch.long)  # (B,)
         return batch
 
     # ------------------------------------------------------------------ tokenization helpers
@@ -250,8 +323,7 @@ class Task:
         words = self.label_token_ids(tokenizer, require_distinct_first=False)
         out = []
         for r in rows:
-            self.target(r["label"])  # validates the label id
-            ids = list(words[int(r["label"])])
+            ids = list(words[self.class_id(r["label"])])
             if eos:
                 if tokenizer.eos_token_id is None:
                     raise ValueError(
@@ -297,6 +369,29 @@ class Task:
                 return src
             longest = max(keep, key=keep.get)  # cut the longer field first
             keep[longest] = max(0, keep[longest] - over)
+
+
+def _is_string_type(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t)
+
+
+def _first_bad(values: list, ok) -> tuple[int, object] | None:
+    """The first ``(row, value)`` of ``values`` that is not ``ok``; ``None`` if all are."""
+    return next(((i, v) for i, v in enumerate(values) if not ok(v)), None)
+
+
+def _label_fix(value, label_words: list[str]) -> str:
+    """What to do about a label that is not an integer class id."""
+    if value is None:
+        return "Fill or drop the unlabelled rows (e.g. ds.filter(lambda r: r['label'] is not None))."
+    if isinstance(value, float) and value.is_integer():
+        return "Cast the column to integers: ds = ds.cast_column('label', datasets.Value('int64'))."
+    if isinstance(value, str):
+        return (f"Map the strings to class ids first: ds.map(lambda r: {{'label': int(r['label'])}}) for digits, "
+                f"or {label_words!r}.index(r['label']) for label words.")
+    if isinstance(value, bool):
+        return "Booleans are not class ids: use 0 and 1 (e.g. ds.map(lambda r: {'label': int(r['label'])}))."
+    return f"Map each label to the index of its label word in {label_words!r}."
 
 
 def _token_ends(tokenizer, text: str) -> list[int]:

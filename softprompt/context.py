@@ -1,0 +1,103 @@
+"""What a model can read: how many positions (its context) and which token ids (its vocabulary).
+
+``train()`` and ``evaluate()`` build their batches through these functions, so that a batch
+never holds more positions than the model has, or a token id past its embedding matrix; both
+would otherwise fail deep inside torch with ``IndexError: index out of range in self``.
+
+* :func:`context_size` reads the context from the model's config (``n_positions``,
+  ``max_position_embeddings``, ``n_ctx``, ...). Models with relative positions (T5) have none.
+* :func:`batch_max_length` is the length a batch must fit: ``max_length`` if given, else the
+  tokenizer's own finite ``model_max_length``, and never more than the model's context.
+* :func:`check_token_ids` refuses token ids the model's embeddings do not have, and
+  :func:`check_num_labels` a classification head with another number of classes than the task.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .tasks.task import _context_limit
+
+__all__ = ["context_size", "batch_max_length", "check_token_ids", "check_num_labels"]
+
+# Config fields that hold the number of absolute positions, in the order they are tried.
+POSITION_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
+
+
+def _config(model):
+    config = getattr(model, "config", None)
+    get_text_config = getattr(config, "get_text_config", None)  # multimodal configs nest the text model's
+    return get_text_config() if callable(get_text_config) else config
+
+
+def context_size(model) -> int | None:
+    """The number of positions ``model`` (a PromptModel or a Hugging Face model) can read; ``None``: no limit.
+
+    GPT-2: ``n_positions``; Llama, BERT: ``max_position_embeddings``. T5-style relative position
+    buckets have no limit, even where the config also carries ``n_positions``.
+    """
+    config = _config(model)
+    if config is None or getattr(config, "relative_attention_num_buckets", None) is not None:
+        return None
+    for name in POSITION_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def batch_max_length(model, tokenizer, max_length: int | None = None, num_virtual_tokens: int = 0,
+                     new_tokens: int = 0) -> int | None:
+    """The length (virtual tokens included) that every row of a batch for ``model`` must fit, or ``None``.
+
+    ``max_length`` if given, else the tokenizer's ``model_max_length`` when finite; capped at
+    :func:`context_size`, less ``new_tokens`` positions kept free for generation. Raises
+    ``ValueError`` when the prompt (and the new tokens) leave no room for any text.
+    """
+    requested = _context_limit(tokenizer, max_length)
+    context = context_size(model)
+    limits = [n for n in (requested, context) if n is not None]
+    if not limits:
+        return None
+    limit = min(limits)
+    if num_virtual_tokens + new_tokens >= limit:
+        source = "the model's context" if limit == context else "max_length (or tokenizer.model_max_length)"
+        generated = f" plus {new_tokens} generated tokens" if new_tokens else ""
+        raise ValueError(
+            f"the prompt has T={num_virtual_tokens} virtual tokens{generated} but {source} is {limit} positions, "
+            f"which leaves no room for the text and the label word; use fewer virtual tokens"
+            f"{' or fewer new tokens' if new_tokens else ''}{'' if limit == context else ' or a larger max_length'}."
+        )
+    return limit - new_tokens
+
+
+def _embedding_rows(model) -> int | None:
+    emb = getattr(model, "word_embeddings", None)
+    if emb is None and hasattr(model, "get_input_embeddings"):
+        emb = model.get_input_embeddings()
+    return getattr(emb, "num_embeddings", None)
+
+
+def check_token_ids(model, ids: torch.Tensor, what: str = "input_ids") -> None:
+    """Raise ``ValueError`` if a token id in ``ids`` is past ``model``'s embedding matrix (one ``.max()``)."""
+    size = _embedding_rows(model)
+    if size is None or ids.numel() == 0:
+        return
+    top = int(ids.max())
+    if top >= size:
+        raise ValueError(
+            f"the batch's {what} hold token id {top} but the model's embedding matrix has only {size} rows "
+            f"(ids 0..{size - 1}): the tokenizer does not belong to this model. Use the model's own tokenizer, "
+            f"or, after adding tokens to it, call model.resize_token_embeddings(len(tokenizer)) before "
+            f"building the prompt model."
+        )
+
+
+def check_num_labels(model, task) -> None:
+    """Raise ``ValueError`` if a classification head's ``num_labels`` differs from the task's classes."""
+    num_labels = getattr(_config(model), "num_labels", None)
+    if num_labels is not None and num_labels != task.num_classes:
+        raise ValueError(
+            f"the model's classification head has num_labels={num_labels} but task {task.name!r} has "
+            f"{task.num_classes} classes {task.label_words}; load the model with num_labels={task.num_classes}."
+        )
