@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .context import batch_max_length, check_num_labels, check_token_ids
+from .task_ids import task_id_for
 
 __all__ = ["evaluate", "class_scores", "iter_batches", "summarize", "match_label", "model_kind"]
 
@@ -61,14 +62,10 @@ def _device(model: nn.Module) -> torch.device:
 
 def _task_ids(model: nn.Module, task_id: int | None, batch_size: int) -> dict:
     """``{"task_ids": (B,)}`` for a multitask prompt, ``{}`` otherwise; a clear error when it does not fit."""
-    needs = bool(getattr(getattr(model, "prompt_encoder", None), "needs_task_ids", False))
-    if needs and task_id is None:
-        raise ValueError("task_id is required: this prompt encoder is multitask (MPT); pass task_id=<int>.")
-    if not needs and task_id is not None:
-        raise ValueError(f"task_id={task_id} was given but this model's prompt is not multitask; leave task_id=None.")
+    task_id = task_id_for(model, task_id, what="this model's prompt")
     if task_id is None:
         return {}
-    return {"task_ids": torch.full((batch_size,), int(task_id), dtype=torch.long, device=_device(model))}
+    return {"task_ids": torch.full((batch_size,), task_id, dtype=torch.long, device=_device(model))}
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -312,7 +309,7 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
         return _evaluate_ensemble(prompt_model, task, data, list(ensemble), batch_size, split, return_predictions,
                                   sort_by_length, progress)
     if _is_prompt_model(prompt_model):
-        _task_ids(prompt_model, task_id, 1)  # validate early: a missing or a stray task_id
+        task_id = task_id_for(prompt_model, task_id, what="this model's prompt")  # early: missing, stray or bad
     elif task_id is not None:
         raise ValueError("task_id only applies to a multitask PromptModel; this is a plain model.")
     cache = None

@@ -27,6 +27,7 @@ import os
 import torch
 from transformers import Trainer
 
+from .task_ids import check_task_id, num_tasks_of
 from .training import _logits_to_keep, _task_batch, _task_type, _trim
 
 __all__ = ["TaskCollator", "PromptTrainer"]
@@ -45,8 +46,11 @@ class TaskCollator:
         self.task, self.tokenizer, self.max_length, self.fast = task, tokenizer, max_length, fast
         self.task_type = _task_type(prompt_model) if prompt_model is not None else "CAUSAL_LM"
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
-        needs_ids = getattr(getattr(prompt_model, "prompt_encoder", None), "needs_task_ids", False)
-        self.task_id = task_id if task_id is not None else (0 if needs_ids else None)
+        needs_ids = bool(getattr(prompt_model, "needs_task_ids", False))  # a PromptModel's property (or None)
+        if task_id is None and needs_ids:
+            task_id = 0
+        num_tasks = num_tasks_of(prompt_model) if needs_ids else None
+        self.task_id = None if task_id is None else check_task_id(task_id, num_tasks)  # the id of every row
 
     def __call__(self, features: list[dict]) -> dict:
         examples = {k: [f[k] for f in features] for k in features[0]}

@@ -42,6 +42,7 @@ from torch import nn
 from .config import PromptTuningConfig, TaskType
 from .multitask import MultitaskPromptEmbedding, MultitaskPromptTuningConfig, MultitaskPromptTuningInit
 from .prompt_model import PromptModel, get_prompt_model
+from .task_ids import as_task_ids, check_task_id
 
 __all__ = [
     "MPTRecipe", "TeacherBank", "train_teachers", "vanilla_prompt_model", "teacher_model",
@@ -104,12 +105,8 @@ class MPTRecipe:
 
 
 def _target_mode(init) -> tuple[MultitaskPromptTuningInit, int]:
-    if isinstance(init, bool):
-        raise ValueError(f"target_init={init!r}: use 'average', 'shared' or a source task index.")
-    if isinstance(init, int):
-        if init < 0:
-            raise ValueError(f"target_init={init} must be a source task index >= 0.")
-        return MultitaskPromptTuningInit.EXACT_SOURCE_TASK, init
+    if init is not None and not isinstance(init, str):  # a source task index: an int >= 0 (range: init_from_source)
+        return MultitaskPromptTuningInit.EXACT_SOURCE_TASK, check_task_id(init, None, "target_init", "the source")
     modes = {"average": MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS,
              "shared": MultitaskPromptTuningInit.ONLY_SOURCE_SHARED}
     if str(init).lower() not in modes:
@@ -185,6 +182,7 @@ class TeacherBank(nn.Module):
         self.num_tasks = prompts.shape[0]
 
     def forward(self, indices: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        task_ids = as_task_ids(task_ids, indices.shape[0], self.num_tasks, self.prompts.device)  # (B,)
         return self.prompts[task_ids.unsqueeze(1), indices]  # (B, T, d)
 
 
@@ -355,6 +353,8 @@ def target_prompt_model(model, source, *, init: str | int = "average", seed: int
     """
     mode, task_index = _target_mode(init)
     tensors = _source_tensors(source)
+    if mode == MultitaskPromptTuningInit.EXACT_SOURCE_TASK and "prefix_task_cols" in tensors:
+        check_task_id(task_index, tensors["prefix_task_cols"].shape[0], "init", "the source")  # (K_src, T, r)
     num_ranks = tensors["prefix_task_cols"].shape[-1] if "prefix_task_cols" in tensors else 1
     T = tensors["prompt_embeddings"].shape[0]
     cfg = MultitaskPromptTuningConfig(task_type=_task_type(model), num_virtual_tokens=T, num_tasks=1,

@@ -40,6 +40,7 @@ from torch import nn
 
 from .config import PromptTuningConfig, PromptTuningInit, _enum
 from .initialization import make_generator
+from .task_ids import as_task_ids, check_task_id
 
 __all__ = [
     "MultitaskPromptTuningInit", "TaskFactorInit", "MultitaskPromptTuningConfig", "MultitaskPromptEmbedding",
@@ -131,10 +132,8 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
         if not isinstance(self.task_factor_noise, (int, float)) or self.task_factor_noise < 0:
             raise ValueError(f"task_factor_noise={self.task_factor_noise!r} must be a float >= 0, e.g. 0.1.")
         task = self.prompt_tuning_init_task
-        if task is not None and (isinstance(task, bool) or not isinstance(task, int) or task < 0):
-            raise ValueError(
-                f"prompt_tuning_init_task={task!r} must be an int >= 0 (the index of a source task)."
-            )
+        if task is not None:  # the index of a source task: an int >= 0 (its range is checked against the source)
+            task = self.prompt_tuning_init_task = check_task_id(task, None, "prompt_tuning_init_task", "the source")
         if init in SOURCE_INITS and not self.prompt_tuning_init_state_dict_path:
             raise ValueError(
                 f"prompt_tuning_init={init.value!r} reads a source prompt: set prompt_tuning_init_state_dict_path "
@@ -320,36 +319,16 @@ class MultitaskPromptEmbedding(nn.Module):
             )
         if mode == MultitaskPromptTuningInit.AVERAGE_SOURCE_TASKS:
             return cols.mean(0, keepdim=True), rows.mean(0, keepdim=True)  # (1, T, r), (1, r, d)
-        if task is None or not 0 <= task < K_src:
-            raise ValueError(
-                f"prompt_tuning_init_task={task!r} is not a task of the source, which has num_tasks={K_src}: "
-                f"use a task id in 0..{K_src - 1}."
-            )
+        if task is None:
+            raise ValueError(f"prompt_tuning_init_task=None is not a task of the source, which has num_tasks={K_src}: "
+                             f"use a task id in 0..{K_src - 1}.")
+        task = check_task_id(task, K_src, "prompt_tuning_init_task", owner="the source")
         return cols[task : task + 1], rows[task : task + 1]  # (1, T, r), (1, r, d)
 
     # ------------------------------------------------------------------ forward
-    def _check_task_ids(self, task_ids, batch_size: int) -> torch.Tensor:
-        if task_ids is None:
-            raise ValueError(
-                "task_ids is missing: an MPT prompt has one prompt per task; pass task_ids, one id per row, "
-                "e.g. task_ids=torch.zeros(batch_size, dtype=torch.long)."
-            )
-        task_ids = torch.as_tensor(task_ids, device=self.embedding.weight.device)
-        if task_ids.is_floating_point() or task_ids.dtype == torch.bool:
-            raise ValueError(f"task_ids must hold integers, got dtype {task_ids.dtype}.")
-        if task_ids.shape != (batch_size,):
-            raise ValueError(f"task_ids has shape {tuple(task_ids.shape)}; expected ({batch_size},), one id per row.")
-        bad = task_ids[(task_ids < 0) | (task_ids >= self.num_tasks)]
-        if bad.numel():
-            raise ValueError(
-                f"task_ids holds {sorted(set(bad.tolist()))}, outside 0..{self.num_tasks - 1}: this prompt has "
-                f"num_tasks={self.num_tasks}."
-            )
-        return task_ids.long()
-
     def forward(self, indices: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """Virtual token indices ``(B, T)`` and ``task_ids`` ``(B,)`` -> task prompts ``(B, T, d)`` (§3.1)."""
-        task_ids = self._check_task_ids(task_ids, indices.shape[0])
+        task_ids = as_task_ids(task_ids, indices.shape[0], self.num_tasks, self.embedding.weight.device)  # (B,)
         p_star = self.embedding(indices)  # P*: (B, T, d)
         u = self.prefix_task_cols.index_select(0, task_ids)  # u_k: (B, T, r)
         v = self.prefix_task_rows.index_select(0, task_ids)  # v_k: (B, r, d)
@@ -368,12 +347,12 @@ class MultitaskPromptEmbedding(nn.Module):
 
     def task_matrix(self, task_id: int) -> torch.Tensor:
         """``W_k = u_k v_kᵀ``, ``(T, d)``."""
+        task_id = check_task_id(task_id, self.num_tasks)
         return self.prefix_task_cols[task_id] @ self.prefix_task_rows[task_id]  # (T, r) @ (r, d) -> (T, d)
 
     def task_prompt(self, task_id: int) -> torch.Tensor:
         """``P_k = P* ⊙ W_k``, ``(T, d)``: the prompt task ``task_id`` sees."""
-        self._check_task_ids([task_id], 1)
-        return self.embedding.weight * self.task_matrix(task_id)  # (T, d)
+        return self.embedding.weight * self.task_matrix(task_id)  # (T, d); task_matrix checks task_id
 
     def task_prompts(self) -> torch.Tensor:
         """All task prompts, ``(K, T, d)``."""

@@ -27,6 +27,8 @@ from enum import Enum
 import torch
 from torch import nn
 
+from .task_ids import task_id_for
+
 __all__ = [
     "Metric", "NeighborTable", "nearest_tokens", "prompt_matrix", "embedding_matrix",
     "scores_against_vocab", "closeness", "token_ranks", "vocab_mask", "display_token", "label_token_ids",
@@ -92,29 +94,19 @@ def prompt_matrix(prompt, task_id: int | None = None) -> torch.Tensor:
         return p.detach().to("cpu", torch.float32)
 
 
-def _needs_task(encoder, task_id):
-    needs = bool(getattr(encoder, "needs_task_ids", False))
-    if needs and task_id is None:
-        raise ValueError("this is an MPT prompt (one per task); pass task_id=k to read the prompt of task k.")
-    if not needs and task_id is not None:
-        raise ValueError(f"task_id={task_id} given, but this prompt has no tasks (not MPT); drop task_id.")
-    return needs
-
-
 def _device_of(module) -> torch.device:
     p = next(module.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
 def _from_prompt_model(pm, task_id):
-    encoder = pm.prompt_encoder
-    if _needs_task(encoder, task_id):
-        return pm.get_prompt(1, task_ids=torch.tensor([task_id], device=_device_of(encoder)))[0]
-    return pm.get_prompt(1)[0]  # (T_total, d)
+    task_id = task_id_for(pm, task_id)  # an int for an MPT prompt (the task whose prompt to read), else None
+    return pm.get_prompt(1, task_ids=task_id)[0]  # (T_total, d)
 
 
 def _from_encoder(encoder, task_id):
-    if _needs_task(encoder, task_id):
+    task_id = task_id_for(encoder, task_id)  # an int for an MPT encoder, else None
+    if task_id is not None:
         t_total = encoder.adapter_tensors()["prompt_embeddings"].shape[0]
         dev = _device_of(encoder)
         indices = torch.arange(t_total, device=dev)[None]  # (1, T)

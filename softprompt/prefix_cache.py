@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .hf_compat import cache_kwargs, output_cache
+from .task_ids import task_id_for
 
 __all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids", "shared_prompt_forward"]
 
@@ -77,18 +78,12 @@ class PromptPrefixCache:
                 f"PromptPrefixCache works for causal LMs only; this PromptModel has task_type={task_type!r}. "
                 "Seq2seq models put the prompt in the encoder, which runs once per input anyway: use the model."
             )
-        encoder = getattr(prompt_model, "prompt_encoder", None)
-        needs_task_ids = bool(getattr(encoder, "needs_task_ids", False))
-        if needs_task_ids and task_id is None:
-            raise ValueError("task_id is required: this prompt encoder is multitask (MPT); pass task_id=<int>.")
-        if not needs_task_ids and task_id is not None:
-            raise ValueError(f"task_id={task_id} was given but this prompt is not multitask; leave task_id=None.")
+        task_id = task_id_for(prompt_model, task_id)  # an int for a multitask (MPT) prompt, else None
         self.model = prompt_model.base_model
         self.task_id = task_id
 
         def prompt_fn() -> torch.Tensor:
-            task_ids = None if task_id is None else torch.tensor([task_id], device=_device(self.model))
-            return prompt_model.get_prompt(1, task_ids=task_ids)  # (1, T, d)
+            return prompt_model.get_prompt(1, task_ids=task_id)  # (1, T, d)
 
         self._prompt_fn = prompt_fn
         self._prompt: torch.Tensor | None = None  # the prompt values the cache was built from
@@ -236,12 +231,9 @@ def shared_prompt_forward(prompt_model: nn.Module, input_ids: torch.Tensor, atte
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     T = prompt_model.num_virtual_tokens
-    needs = bool(getattr(prompt_model.prompt_encoder, "needs_task_ids", False))
-    if needs != (task_id is not None):
-        raise ValueError("task_id is required for a multitask (MPT) prompt and must be None otherwise.")
-    task_ids = torch.tensor([task_id], device=input_ids.device) if needs else None
+    task_id = task_id_for(prompt_model, task_id)  # an int for a multitask (MPT) prompt, else None
     weight = base.get_input_embeddings().weight
-    prompt = prompt_model.get_prompt(1, task_ids=task_ids)[:, :T].to(weight.dtype)  # (1, T, d), with grad
+    prompt = prompt_model.get_prompt(1, task_ids=task_id)[:, :T].to(weight.dtype)  # (1, T, d), with grad
     ones = torch.ones(1, T, dtype=attention_mask.dtype, device=attention_mask.device)
     past = output_cache(base(inputs_embeds=prompt, attention_mask=ones, use_cache=True, logits_to_keep=1,
                              position_ids=torch.arange(T, device=prompt.device)[None]))
@@ -280,7 +272,3 @@ def generate_expansion(model: nn.Module, gen_kw: dict) -> int:
     beams = gen_kw.get("num_beams") or getattr(config, "num_beams", 1) or 1
     returns = gen_kw.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1
     return max(int(beams), int(returns))
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -38,6 +38,7 @@ from torch import nn
 from .adapter_files import SIDECAR_CONFIG_NAME, load_adapter, save_adapter
 from .config import PromptTuningConfig, TaskType
 from .hf_compat import cache_kwargs
+from .task_ids import as_task_ids, num_tasks_of
 
 __all__ = ["PromptModel", "get_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
 
@@ -141,25 +142,7 @@ class PromptModel(nn.Module):
     def _check_task_ids(self, task_ids, batch_size: int) -> torch.Tensor | None:
         if not self.needs_task_ids:
             return None  # a single-task prompt ignores task ids, as PEFT's does
-        if task_ids is None:
-            raise ValueError(
-                "task_ids is missing: this prompt is multitask (MPT) and needs one task id per row, "
-                "e.g. task_ids=torch.zeros(batch_size, dtype=torch.long), or task_ids=0 for the whole batch."
-            )
-        if isinstance(task_ids, int):
-            task_ids = torch.full((batch_size,), task_ids, dtype=torch.long)
-        task_ids = torch.as_tensor(task_ids, device=self.device).long()
-        if task_ids.ndim == 0:
-            task_ids = task_ids.expand(batch_size)
-        if task_ids.shape != (batch_size,):
-            raise ValueError(f"task_ids has shape {tuple(task_ids.shape)}; expected ({batch_size},), one id per row.")
-        num_tasks = getattr(self.prompt_config, "num_tasks", None)
-        if num_tasks is not None and ((task_ids < 0) | (task_ids >= num_tasks)).any():
-            raise ValueError(
-                f"task_ids {task_ids.tolist()} has ids outside 0..{num_tasks - 1}; "
-                f"this prompt has num_tasks={num_tasks}."
-            )
-        return task_ids
+        return as_task_ids(task_ids, batch_size, num_tasks_of(self), self.device)  # (B,), checked (Wang et al. §3)
 
     def get_prompt(self, batch_size: int, task_ids=None) -> torch.Tensor:
         """The prompt vectors for a batch: ``(B, T_total, d)`` with ``T_total = T * num_transformer_submodules``.

@@ -32,6 +32,7 @@ from torch import nn
 from .evaluation import first_token_ids
 from .hf_compat import cache_kwargs
 from .prefix_cache import PromptPrefixCache, generate_expansion
+from .task_ids import task_id_for
 
 __all__ = ["PromptBank", "ensemble_predict", "majority_vote"]
 
@@ -108,11 +109,9 @@ class PromptBank:
         if hasattr(prompt, "get_prompt"):
             if getattr(prompt, "base_model", self.model) is not self.model:
                 raise ValueError(f"prompt {name!r} belongs to another base model; load it onto this bank's model.")
-            needs = bool(getattr(prompt.prompt_encoder, "needs_task_ids", False))
-            if needs and task_id is None:
-                raise ValueError(f"prompt {name!r} is multitask (MPT); pass task_id=<int> to pick one task's prompt.")
+            task_id = task_id_for(prompt, task_id, what=f"prompt {name!r}")  # an int for an MPT prompt, else None
             with torch.no_grad():
-                tensor = prompt.get_prompt(1, task_ids=task_id if needs else None)[0]  # (T, d)
+                tensor = prompt.get_prompt(1, task_ids=task_id)[0]  # (T, d)
             tensor = tensor[: prompt.num_virtual_tokens]
         elif isinstance(prompt, torch.Tensor):
             tensor = prompt[0] if prompt.dim() == 3 and prompt.shape[0] == 1 else prompt

@@ -38,6 +38,7 @@ from .neighbors import (
     scores_against_vocab,
     token_ranks,
 )
+from .task_ids import check_task_id
 
 __all__ = ["PromptSnapshots", "MetricTable"]
 
@@ -92,7 +93,7 @@ class PromptSnapshots(Callback):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r} must be a positive int: record the prompt every N optimizer steps.")
         self.every = every
-        self.task_id = task_id
+        self.task_id = None if task_id is None else check_task_id(task_id)  # its range: prompt_matrix checks it
         self.steps: list[int] = []
         self._prompts: list[torch.Tensor] = []
         self.word_embeddings = None if word_embeddings is None else embedding_matrix(word_embeddings)

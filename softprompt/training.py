@@ -37,6 +37,7 @@ from .checkpoints import (
 )
 from .context import batch_max_length, check_num_labels, check_token_ids
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
+from .task_ids import as_task_ids, check_task_id, num_tasks_of
 
 __all__ = ["Mixing", "TrainingConfig", "History", "train", "model_inputs"]
 
@@ -104,6 +105,7 @@ class TrainingConfig:
             raise ValueError(f"keep_checkpoints={self.keep_checkpoints!r}: must be >= 1.")
         if self.checkpoint_dir is not None:
             self.checkpoint_dir = str(self.checkpoint_dir)
+        self.task_id = check_task_id(self.task_id, None, "task_id")  # an int >= 0; its range: train() checks it
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v.value if isinstance(v, Enum) else v for k, v in asdict(self).items()}
@@ -501,6 +503,7 @@ def train(
         raise ValueError(f"give either config= or keyword settings, not both (got {sorted(more)}).")
     cfg = config
     tasks = list(task) if isinstance(task, (list, tuple)) else [task]
+    _check_task_ids(prompt_model, tasks, cfg)
     rows = _training_rows(tasks, cfg)
     named = [(n, p) for n, p in prompt_model.named_parameters() if p.requires_grad]
     if not named:
@@ -631,6 +634,17 @@ def _nonfinite(what: str, value: float, step: int, cfg: TrainingConfig) -> str:
             f"{cfg.max_grad_norm}), or float32 weights.")
 
 
+def _check_task_ids(prompt_model, tasks, cfg: TrainingConfig) -> None:
+    """A multitask (MPT) prompt: ``cfg.task_id`` (one task) or the ids ``0..len(tasks)-1`` must be its tasks."""
+    if not prompt_model.needs_task_ids:
+        return
+    num_tasks = num_tasks_of(prompt_model)
+    if len(tasks) == 1:
+        check_task_id(cfg.task_id, num_tasks, "task_id")
+    else:  # task t of the list trains task id t
+        as_task_ids(torch.arange(len(tasks)), len(tasks), num_tasks, name="task_ids (task k of the list trains id k)")
+
+
 def _evaluate_into(prompt_model, tokenizer, tasks, cfg, state, callbacks) -> None:
     metrics = _evaluate(prompt_model, tokenizer, tasks, cfg)
     state.metrics = metrics
@@ -643,7 +657,7 @@ def _evaluate(prompt_model, tokenizer, tasks, cfg: TrainingConfig) -> dict[str, 
     """Validation metrics (numbers only). A mixture reports each task's and their mean accuracy."""
     from .evaluation import evaluate
 
-    needs_ids = getattr(getattr(prompt_model, "prompt_encoder", None), "needs_task_ids", False)
+    needs_ids = prompt_model.needs_task_ids
     was_training = prompt_model.training
     prompt_model.eval()
     out: dict[str, float] = {}

@@ -311,7 +311,7 @@ def test_task_ids_missing_or_out_of_range_are_clear_errors(llama, tokenizer):
         enc(indices(2), torch.tensor([-1, 0]))
     with pytest.raises(ValueError, match=r"expected \(2,\)"):
         enc(indices(2), torch.tensor([0, 1, 2]))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(TypeError, match="must be integers"):
         enc(indices(2), torch.tensor([0.0, 1.0]))
     pm = get_prompt_model(llama, config())
     batch = _batch(tokenizer)
