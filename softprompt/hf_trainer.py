@@ -27,6 +27,7 @@ import os
 import torch
 from transformers import Trainer
 
+from .context import batch_max_length, check_token_ids
 from .task_ids import check_task_id, num_tasks_of
 from .training import _logits_to_keep, _task_batch, _task_type, _trim
 
@@ -43,9 +44,12 @@ class TaskCollator:
 
     def __init__(self, task, tokenizer, prompt_model=None, *, max_length: int | None = None,
                  task_id: int | None = None, fast: bool = True):
-        self.task, self.tokenizer, self.max_length, self.fast = task, tokenizer, max_length, fast
+        self.task, self.tokenizer, self.fast, self.prompt_model = task, tokenizer, fast, prompt_model
         self.task_type = _task_type(prompt_model) if prompt_model is not None else "CAUSAL_LM"
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
+        # Rows are cut to fit the model's context (keeping the label word), as in train().
+        self.max_length = (max_length if prompt_model is None else
+                           batch_max_length(prompt_model, tokenizer, max_length, self.num_virtual_tokens))
         needs_ids = bool(getattr(prompt_model, "needs_task_ids", False))  # a PromptModel's property (or None)
         if task_id is None and needs_ids:
             task_id = 0
@@ -57,6 +61,8 @@ class TaskCollator:
         batch = _task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
                             num_virtual_tokens=self.num_virtual_tokens)
         batch = _trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)
+        if self.prompt_model is not None:
+            check_token_ids(self.prompt_model, batch["input_ids"])
         if self.task_id is not None:
             batch["task_ids"] = torch.full((len(features),), self.task_id, dtype=torch.long)
         if self.fast and self.task_type == "CAUSAL_LM":
