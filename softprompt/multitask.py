@@ -348,7 +348,11 @@ class MultitaskPromptEmbedding(nn.Module):
         return task_ids.long()
 
     def forward(self, indices: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Virtual token indices ``(B, T)`` and ``task_ids`` ``(B,)`` -> task prompts ``(B, T, d)`` (§3.1)."""
+        """Virtual token indices ``(B, T)`` and ``task_ids`` ``(B,)`` -> task prompts ``(B, T, d)`` (§3.1).
+
+        ``indices`` may live on any device (``torch.arange(T)[None]`` built on CPU): they move to the prompt's.
+        """
+        indices = indices.to(self.embedding.weight.device)  # (B, T)
         task_ids = self._check_task_ids(task_ids, indices.shape[0])
         p_star = self.embedding(indices)  # P*: (B, T, d)
         u = self.prefix_task_cols.index_select(0, task_ids)  # u_k: (B, T, r)
