@@ -22,6 +22,7 @@ _LAZY = {
     "RandomInitScale": "config",
     "PromptEmbedding": "prompt_embedding",
     "PromptModel": "prompt_model", "get_prompt_model": "prompt_model",
+    "model_task_type": "model_kind",
     # multitask prompt tuning (Wang et al. 2023)
     "MultitaskPromptTuningConfig": "multitask", "MultitaskPromptTuningInit": "multitask",
     "MultitaskPromptEmbedding": "multitask", "TaskFactorInit": "multitask",

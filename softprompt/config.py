@@ -269,42 +269,36 @@ class PromptTuningConfig:
     def filled_from_model(self, model) -> PromptTuningConfig:
         """A copy with the fields a model decides filled in from it; given values are checked against it.
 
-        Fills ``task_type`` (encoder-decoder -> SEQ_2_SEQ_LM, ``*ForSequenceClassification`` -> SEQ_CLS,
-        else CAUSAL_LM), ``token_dim`` (the input embedding size), ``num_layers``, ``num_attention_heads``,
+        Fills ``task_type`` (from :func:`softprompt.model_kind.model_task_type`: ``*ForSequenceClassification``
+        -> SEQ_CLS, encoder-decoder -> SEQ_2_SEQ_LM, a decoder with an LM head -> CAUSAL_LM), ``token_dim``
+        (the input embedding size), ``num_layers``, ``num_attention_heads``,
         ``num_transformer_submodules`` (1: Lester's encoder-only prompt; PEFT uses 2 for seq2seq),
         ``base_model_name_or_path``, and ``tokenizer_name_or_path`` (the model's name) when the init reads
         a tokenizer (see :attr:`uses_tokenizer`).
 
         Raises:
             ValueError: a given ``token_dim`` differs from the model's embedding size, or ``task_type``
-                does not fit the model (e.g. CAUSAL_LM on an encoder-decoder).
+                does not fit the model (e.g. CAUSAL_LM on an encoder-decoder or a classifier; see
+                :func:`softprompt.model_kind.check_task_type`).
         """
         mc = model.config
         text_cfg = getattr(mc, "text_config", None)  # multimodal models: the language part
         cfg = text_cfg if text_cfg is not None else mc
         changes: dict[str, Any] = {}
 
-        is_enc_dec = bool(getattr(mc, "is_encoder_decoder", False))
+        from .model_kind import check_task_type, model_task_type
+
         task = self.task_type
         if task is None:
-            archs = " ".join(getattr(mc, "architectures", None) or [type(model).__name__])
-            if is_enc_dec:
-                task = TaskType.SEQ_2_SEQ_LM
-            elif "ForSequenceClassification" in archs:
-                task = TaskType.SEQ_CLS
-            else:
-                task = TaskType.CAUSAL_LM
+            task = model_task_type(model)
+            if task is None:
+                raise ValueError(
+                    f"Cannot tell which task_type {type(model).__name__} serves: it has no language-model head and "
+                    "no classification head (a bare encoder, a masked LM?). Load it with AutoModelForCausalLM, "
+                    "AutoModelForSeq2SeqLM or AutoModelForSequenceClassification, or set task_type."
+                )
             changes["task_type"] = task
-        elif task == TaskType.SEQ_2_SEQ_LM and not is_enc_dec:
-            raise ValueError(
-                f"task_type='SEQ_2_SEQ_LM' but {type(model).__name__} is not an encoder-decoder model; "
-                "use task_type='CAUSAL_LM' (decoder-only) or 'SEQ_CLS' (classifier)."
-            )
-        elif task == TaskType.CAUSAL_LM and is_enc_dec:
-            raise ValueError(
-                f"task_type='CAUSAL_LM' but {type(model).__name__} is an encoder-decoder model; "
-                "use task_type='SEQ_2_SEQ_LM'."
-            )
+        check_task_type(model, task)  # e.g. CAUSAL_LM on an encoder-decoder or on a BERT classifier
 
         d_model = _first_attr(cfg, ("hidden_size", "n_embd", "d_model"))
         emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None

@@ -327,7 +327,11 @@ class MultitaskPromptEmbedding(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, indices: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Virtual token indices ``(B, T)`` and ``task_ids`` ``(B,)`` -> task prompts ``(B, T, d)`` (§3.1)."""
+        """Virtual token indices ``(B, T)`` and ``task_ids`` ``(B,)`` -> task prompts ``(B, T, d)`` (§3.1).
+
+        ``indices`` may live on any device (``torch.arange(T)[None]`` built on CPU): they move to the prompt's.
+        """
+        indices = indices.to(self.embedding.weight.device)  # (B, T)
         task_ids = as_task_ids(task_ids, indices.shape[0], self.num_tasks, self.embedding.weight.device)  # (B,)
         p_star = self.embedding(indices)  # P*: (B, T, d)
         u = self.prefix_task_cols.index_select(0, task_ids)  # u_k: (B, T, r)

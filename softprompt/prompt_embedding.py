@@ -94,7 +94,8 @@ class PromptEmbedding(nn.Module):
         return self
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
-        """Virtual token indices ``(B, T)`` -> prompt vectors ``(B, T, d)``."""
+        """Virtual token indices ``(B, T)``, on any device -> prompt vectors ``(B, T, d)`` on the prompt's device."""
+        indices = indices.to(self.embedding.weight.device)  # e.g. torch.arange(T)[None] built on CPU
         return self.embedding(indices)  # (B, T, d)
 
     @property

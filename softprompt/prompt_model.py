@@ -18,6 +18,13 @@ Prompt tuning (Lester et al. 2021, §2) keeps every weight of the model frozen a
   keep their own positions. Decoder classifiers (``score`` heads, e.g. LlamaForSequenceClassification)
   read the last position, so they need left padding, and get the causal position ids.
 
+**Misuse is refused, not computed.** :func:`get_prompt_model` checks the task type against the model
+(:func:`softprompt.model_kind.check_task_type`: CAUSAL_LM on a BERT classifier would give logits of shape
+``(B, 0)``) and refuses weights on the ``meta`` device. ``forward`` and ``generate`` refuse input ids that
+are not ``(batch, length)`` integers, ids outside the embedding table (checked where it costs no device sync:
+CPU inputs, and ``generate``), and ``T + L`` beyond a learned position table (GPT-2, BERT; rotary models have
+none). ``generate`` refuses right-padded causal rows, which would continue from their padding.
+
 **Outputs strip the virtual positions.** ``logits`` has the length of ``input_ids`` (the last
 ``logits_to_keep`` positions when that is > 0), so labels, logits and input ids line up as in
 plain Hugging Face. ``hidden_states`` (when requested) are stripped the same way; ``attentions``
@@ -36,8 +43,9 @@ import torch
 from torch import nn
 
 from .adapter_files import SIDECAR_CONFIG_NAME, load_adapter, save_adapter
-from .config import PromptTuningConfig, TaskType
+from .config import PromptTuningConfig, TaskType, _portable_name
 from .hf_compat import cache_kwargs
+from .model_kind import check_task_type
 from .task_ids import as_task_ids, num_tasks_of
 
 __all__ = ["PromptModel", "get_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
@@ -55,6 +63,40 @@ def find_classifier_head(model: nn.Module) -> tuple[str, nn.Module]:
     raise ValueError(
         f"{type(model).__name__} has no child named like {CLASSIFIER_HEAD_NAMES}; task_type='SEQ_CLS' needs a "
         "sequence-classification model (e.g. AutoModelForSequenceClassification)."
+    )
+
+
+# Learned absolute position tables (GPT-2's ``wpe``, BERT's ``position_embeddings``, OPT/BART's ``embed_positions``).
+_POSITION_TABLE_NAMES = ("wpe", "position_embeddings", "embed_positions")
+
+
+def _position_limit(model: nn.Module) -> int | None:
+    """The most positions ``model`` can read when it has a learned absolute position table (GPT-2: ``n_positions``,
+    BERT: ``max_position_embeddings``), else None: rotary or relative positions (Llama, T5) have no hard limit."""
+    d = model.get_input_embeddings().embedding_dim
+    limits = [
+        m.num_embeddings - int(getattr(m, "offset", 0) or 0)  # OPT/BART keep 2 extra rows
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLE_NAMES and m.embedding_dim == d
+    ]
+    return min(limits) if limits else None
+
+
+def _check_real_weights(model: nn.Module) -> None:
+    """Refuse a model whose weights are on the ``meta`` device: shapes without values (nothing can read them)."""
+    meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if not meta:
+        return
+    # Accelerate's offloading (device_map=..., hf_device_map set) parks weights on meta and loads them during the
+    # forward pass; that works, as long as the input embeddings (which the prompt is built from) are real.
+    if getattr(model, "hf_device_map", None) and not model.get_input_embeddings().weight.is_meta:
+        return
+    raise ValueError(
+        f"{type(model).__name__} has {len(meta)} parameters on the meta device (e.g. {meta[0]}): they have shapes "
+        "but no values (built under accelerate's init_empty_weights or torch.device('meta')), so neither the "
+        "prompt's initialization nor a forward pass can read them. Load the real weights first: "
+        "AutoModel...from_pretrained(...) outside init_empty_weights, or model.to_empty(device='cpu') followed by "
+        "model.load_state_dict(state_dict)."
     )
 
 
@@ -114,6 +156,7 @@ class PromptModel(nn.Module):
         self.head_name = find_classifier_head(base_model)[0] if self.task_type == TaskType.SEQ_CLS else None
         forward_params = inspect.signature(base_model.forward).parameters
         self._accepts_position_ids = "position_ids" in forward_params
+        self._max_positions = _position_limit(base_model)  # None: no hard limit (rotary / relative positions)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -157,13 +200,63 @@ class PromptModel(nn.Module):
         prompt = self.prompt_encoder(self.prompt_tokens.unsqueeze(0))  # (1, T_total, d)
         return prompt.expand(batch_size, -1, -1)  # (B, T_total, d)
 
-    def _prepend(self, input_ids, inputs_embeds, attention_mask, task_ids):
+    def _check_input_ids(self, input_ids, check_vocab: bool | None = None) -> None:
+        """Token ids must be a 2-D integer tensor of ids the model has embeddings for.
+
+        The vocabulary check (``aminmax`` over the ids) waits for the device, so it runs where that costs
+        nothing: on CPU tensors, and in :meth:`generate` (which waits every token anyway). A CUDA forward with
+        an out-of-range id still fails inside the embedding lookup (a device-side assert).
+        """
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(
+                f"input_ids is a {type(input_ids).__name__}; pass a tensor of token ids of shape (batch, length), "
+                "e.g. tokenizer(texts, return_tensors='pt').input_ids."
+            )
+        if input_ids.ndim != 2:
+            hint = ("add a batch dimension with input_ids[None] / input_ids.unsqueeze(0)" if input_ids.ndim == 1
+                    else "one row of token ids per example")
+            raise ValueError(f"input_ids has shape {tuple(input_ids.shape)}; expected (batch, length): {hint}.")
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+            raise TypeError(
+                f"input_ids has dtype {input_ids.dtype}; token ids are integers (torch.long). "
+                "To feed vectors, pass inputs_embeds= instead."
+            )
+        if check_vocab is None:
+            check_vocab = input_ids.device.type == "cpu"
+        if check_vocab and input_ids.numel():
+            lo, hi = (int(x) for x in torch.aminmax(input_ids))
+            V = self.word_embeddings.num_embeddings
+            if lo < 0 or hi >= V:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"input_ids holds token id {bad}, but {type(self.base_model).__name__} has embeddings for ids "
+                    f"0..{V - 1} only (vocabulary size {V}): the tokenizer does not belong to this model, or it has "
+                    "tokens added after the model was loaded. Use the model's own tokenizer, or call "
+                    "model.resize_token_embeddings(len(tokenizer)) before get_prompt_model."
+                )
+
+    def _check_length(self, length: int, what: str = "input tokens") -> None:
+        """``T + L`` must fit a learned position table (GPT-2, BERT); no device sync, just the shapes."""
+        limit, T = self._max_positions, self.num_virtual_tokens
+        if limit is not None and T + length > limit:
+            raise ValueError(
+                f"The prompt's {T} virtual tokens plus {length} {what} make {T + length} positions, but "
+                f"{type(self.base_model).__name__} has position embeddings for {limit} only. Keep the input to "
+                f"{limit - T} tokens (tokenizer(..., truncation=True, max_length={limit - T})) or use fewer "
+                "virtual tokens."
+            )
+
+    def _prepend(self, input_ids, inputs_embeds, attention_mask, task_ids, check_vocab: bool | None = None):
         """``[P_e; X_e]`` and the mask extended by T ones (Lester §2). Returns embeds, mask, B, L."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
+            self._check_input_ids(input_ids, check_vocab)
             inputs_embeds = self.word_embeddings(input_ids)  # (B, L, d)
+        elif inputs_embeds.ndim != 3:
+            raise ValueError(f"inputs_embeds has shape {tuple(inputs_embeds.shape)}; expected (batch, length, hidden).")
         B, L = inputs_embeds.shape[:2]
+        self._check_length(L)
         if attention_mask is None:
             attention_mask = torch.ones(B, L, dtype=torch.long, device=inputs_embeds.device)
         if attention_mask.shape != (B, L):
@@ -334,8 +427,18 @@ class PromptModel(nn.Module):
         """
         if self.task_type == TaskType.SEQ_CLS:
             raise ValueError("generate() is for CAUSAL_LM and SEQ_2_SEQ_LM prompts; call the model for SEQ_CLS.")
-        embeds, mask, prompt, B, _ = self._prepend(input_ids, None, attention_mask, task_ids)
+        embeds, mask, prompt, B, L = self._prepend(input_ids, None, attention_mask, task_ids, check_vocab=True)
         if self.task_type == TaskType.CAUSAL_LM:
+            if (mask[:, -1] == 0).any():
+                # Generation continues after the last position: a right-padded row would continue from its pads.
+                raise ValueError(
+                    "attention_mask has rows that end in 0 (right padding): a causal LM generates after the last "
+                    "position, so those rows would continue from padding and return wrong tokens. "
+                    "Pad on the left: tokenizer.padding_side = 'left'."
+                )
+            new = generate_kwargs.get("max_new_tokens")
+            if new is not None:
+                self._check_length(L + int(new), f"input and new tokens ({L} + max_new_tokens={new})")
             return self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
         if self.num_transformer_submodules == 1:
             out = self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
@@ -470,6 +573,15 @@ class PromptModel(nn.Module):
                 f"{directory} holds a prompt for token_dim={token_dim}, but this model's hidden size is {d_model}: "
                 "the prompt was trained for another model. Load it onto the model it was saved from."
             )
+        saved_name = _portable_name(config_dict.get("base_model_name_or_path") or None)
+        mc = getattr(model, "config", None)
+        model_name = _portable_name(getattr(mc, "name_or_path", None) or getattr(mc, "_name_or_path", None) or None)
+        if saved_name and model_name and saved_name.rstrip("/") != model_name.rstrip("/"):
+            warnings.warn(
+                f"{directory} holds a prompt trained on {saved_name!r}, but this model is {model_name!r}. The "
+                f"hidden sizes match ({d_model}), so it loads, but a soft prompt only means something to the model it "
+                "was trained on: expect poor results unless both names are the same model.", UserWarning, stacklevel=2,
+            )
         emb = tensors["prompt_embeddings"]
         T = int(config_dict.get("num_virtual_tokens") or 0)
         n_sub = int(config_dict.get("num_transformer_submodules") or 1)
@@ -513,7 +625,10 @@ def get_prompt_model(model: nn.Module, config, tokenizer=None) -> PromptModel:
     """
     if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
         raise ValueError(f"{type(model).__name__} has no get_input_embeddings(); pass a Hugging Face model.")
+    _check_real_weights(model)
     config = _fill_config(config, model)
+    if config.task_type is not None:
+        check_task_type(model, config.task_type)  # e.g. CAUSAL_LM on a BERT classifier: logits of shape (B, 0)
     word_embeddings = model.get_input_embeddings()
     model.requires_grad_(False)
     encoder = _build_encoder(config, word_embeddings, tokenizer=tokenizer)
