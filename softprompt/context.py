@@ -6,6 +6,8 @@ would otherwise fail deep inside torch with ``IndexError: index out of range in 
 
 * :func:`context_size` reads the context from the model's config (``n_positions``,
   ``max_position_embeddings``, ``n_ctx``, ...). Models with relative positions (T5) have none.
+* :func:`position_table_size` counts the rows of a learned position table (GPT-2's ``wpe``): the hard
+  limit ``PromptModel.forward`` checks, with no device sync, before a lookup would fail.
 * :func:`batch_max_length` is the length a batch must fit: ``max_length`` if given, else the
   tokenizer's own finite ``model_max_length``, and never more than the model's context.
 * :func:`check_token_ids` refuses token ids the model's embeddings do not have, and
@@ -15,10 +17,11 @@ would otherwise fail deep inside torch with ``IndexError: index out of range in 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .tasks.task import _context_limit
 
-__all__ = ["context_size", "batch_max_length", "check_token_ids", "check_num_labels"]
+__all__ = ["context_size", "position_table_size", "batch_max_length", "check_token_ids", "check_num_labels"]
 
 # Config fields that hold the number of absolute positions, in the order they are tried.
 POSITION_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
@@ -44,6 +47,23 @@ def context_size(model) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
+
+
+# Learned absolute position tables (GPT-2's ``wpe``, BERT's ``position_embeddings``, OPT/BART's ``embed_positions``).
+_POSITION_TABLE_NAMES = ("wpe", "position_embeddings", "embed_positions")
+
+
+def position_table_size(model: nn.Module) -> int | None:
+    """The rows of ``model``'s learned absolute position table (GPT-2's ``wpe``, BERT's ``position_embeddings``):
+    the hard limit past which a forward pass fails with ``IndexError``. None for rotary or relative positions
+    (Llama, T5), which have no table; :func:`context_size` is then the config's declared context."""
+    d = model.get_input_embeddings().embedding_dim
+    limits = [
+        m.num_embeddings - int(getattr(m, "offset", 0) or 0)  # OPT/BART keep 2 extra rows
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLE_NAMES and m.embedding_dim == d
+    ]
+    return min(limits) if limits else None
 
 
 def batch_max_length(model, tokenizer, max_length: int | None = None, num_virtual_tokens: int = 0,

@@ -44,6 +44,7 @@ from torch import nn
 
 from .adapter_files import SIDECAR_CONFIG_NAME, load_adapter, save_adapter
 from .config import PromptTuningConfig, TaskType, _portable_name
+from .context import position_table_size
 from .hf_compat import cache_kwargs
 from .model_kind import check_task_type
 from .task_ids import as_task_ids, num_tasks_of
@@ -64,22 +65,6 @@ def find_classifier_head(model: nn.Module) -> tuple[str, nn.Module]:
         f"{type(model).__name__} has no child named like {CLASSIFIER_HEAD_NAMES}; task_type='SEQ_CLS' needs a "
         "sequence-classification model (e.g. AutoModelForSequenceClassification)."
     )
-
-
-# Learned absolute position tables (GPT-2's ``wpe``, BERT's ``position_embeddings``, OPT/BART's ``embed_positions``).
-_POSITION_TABLE_NAMES = ("wpe", "position_embeddings", "embed_positions")
-
-
-def _position_limit(model: nn.Module) -> int | None:
-    """The most positions ``model`` can read when it has a learned absolute position table (GPT-2: ``n_positions``,
-    BERT: ``max_position_embeddings``), else None: rotary or relative positions (Llama, T5) have no hard limit."""
-    d = model.get_input_embeddings().embedding_dim
-    limits = [
-        m.num_embeddings - int(getattr(m, "offset", 0) or 0)  # OPT/BART keep 2 extra rows
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLE_NAMES and m.embedding_dim == d
-    ]
-    return min(limits) if limits else None
 
 
 def _check_real_weights(model: nn.Module) -> None:
@@ -156,7 +141,7 @@ class PromptModel(nn.Module):
         self.head_name = find_classifier_head(base_model)[0] if self.task_type == TaskType.SEQ_CLS else None
         forward_params = inspect.signature(base_model.forward).parameters
         self._accepts_position_ids = "position_ids" in forward_params
-        self._max_positions = _position_limit(base_model)  # None: no hard limit (rotary / relative positions)
+        self._max_positions = position_table_size(base_model)  # None: no hard limit (rotary / relative positions)
 
     # ------------------------------------------------------------------ properties
     @property
