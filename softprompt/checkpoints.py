@@ -15,7 +15,13 @@ checkpoint can never run code. The directory is written under a temporary name a
 into place in one step (``os.rename`` is atomic on POSIX), so a process killed at any moment,
 even with SIGKILL in the middle of a save, leaves only complete checkpoints behind;
 :func:`latest_checkpoint` never sees a half-written one. Saving every N steps therefore
-loses at most N steps of work.
+loses at most N steps of work. The temporary directory such a kill leaves behind
+(``.checkpoint-<step>.<random>.tmp``) is deleted by the next save or resume into that directory
+(one run per checkpoint directory at a time).
+
+A checkpoint damaged after the fact (a truncated file, broken JSON: a full disk, a copy cut
+short) is a clear ``ValueError`` naming the file from :func:`load_checkpoint`;
+:func:`load_newest_intact` steps back to the newest checkpoint that loads.
 """
 
 from __future__ import annotations
@@ -32,17 +38,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .atomic import atomic_save_safetensors, atomic_write_json
 
 __all__ = [
-    "Checkpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
-    "remove_checkpoints", "capture_rng", "restore_rng", "flatten_optimizer_state", "unflatten_optimizer_state",
+    "Checkpoint", "DamagedCheckpointError", "save_checkpoint", "load_checkpoint", "load_newest_intact",
+    "latest_checkpoint", "list_checkpoints", "remove_checkpoints", "remove_stale_temporaries", "capture_rng",
+    "restore_rng", "flatten_optimizer_state", "unflatten_optimizer_state",
 ]
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TEMPORARY_RE = re.compile(r"^\.checkpoint-\d+\..*\.tmp$")  # what save_checkpoint writes before its rename
 FORMAT_VERSION = 1
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint directory that is incomplete or does not load; ``detail`` says which file and why."""
+
+    def __init__(self, path: Path, detail: str, message: str | None = None):
+        self.path, self.detail = path, detail
+        super().__init__(message or f"{path} is a damaged softprompt checkpoint: {detail}. A full disk or an "
+                         "interrupted copy does this; delete the directory to resume from an older checkpoint.")
 
 
 @dataclass
@@ -152,6 +170,16 @@ def remove_checkpoints(root: str | os.PathLike) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def remove_stale_temporaries(root: str | os.PathLike) -> None:
+    """Delete the temporary directories a save killed mid-way left under ``root`` (never a checkpoint)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.is_dir() and TEMPORARY_RE.match(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def save_checkpoint(
     root: str | os.PathLike,
     step: int,
@@ -167,7 +195,10 @@ def save_checkpoint(
     position there). The global RNG states are captured here, at the moment of saving.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"checkpoint directory {root} is a file, not a directory; pass another checkpoint_dir.")
     root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(root)
     final = root / f"checkpoint-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".checkpoint-{step:06d}.", suffix=".tmp", dir=root))
     try:
@@ -192,23 +223,69 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint directory written by :func:`save_checkpoint`."""
+    """Read a checkpoint directory written by :func:`save_checkpoint`.
+
+    Raises:
+        DamagedCheckpointError: (a ValueError) the directory is incomplete or damaged (a truncated file,
+            broken JSON), naming the file.
+        ValueError: a checkpoint of another format version.
+    """
     path = Path(path)
     missing = [f for f in ("params.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
                if not (path / f).is_file()]
     if missing:
-        raise ValueError(f"{path} is not a complete softprompt checkpoint: missing {', '.join(missing)}.")
-    meta = json.loads((path / "state.json").read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {meta.get('format_version')!r}, expected {FORMAT_VERSION}.")
-    return Checkpoint(
-        path=path,
-        step=int(meta["step"]),
-        params=load_file(path / "params.safetensors"),
-        optimizer_state=unflatten_optimizer_state(load_file(path / "optimizer.safetensors"), meta["optimizer"]),
-        rng=(load_file(path / "rng.safetensors"), meta["rng"]),
-        state=meta["state"],
-    )
+        detail = f"missing {', '.join(missing)}"
+        raise DamagedCheckpointError(path, detail, f"{path} is not a complete softprompt checkpoint: {detail}.")
+    current = "state.json"
+    try:
+        meta = json.loads((path / current).read_text())
+        version = meta.get("format_version")
+        if version == FORMAT_VERSION:
+            tensors = {}
+            for name in ("params", "optimizer", "rng"):
+                current = f"{name}.safetensors"
+                tensors[name] = load_file(path / current)
+            current = "state.json"
+            return Checkpoint(
+                path=path,
+                step=int(meta["step"]),
+                params=tensors["params"],
+                optimizer_state=unflatten_optimizer_state(tensors["optimizer"], meta["optimizer"]),
+                rng=(tensors["rng"], meta["rng"]),
+                state=meta["state"],
+            )
+    except (SafetensorError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        # ValueError covers json.JSONDecodeError and int() of a mangled step
+        raise DamagedCheckpointError(path, f"{current} does not load ({type(exc).__name__}: {_first_line(exc)})") \
+            from exc
+    raise ValueError(f"{path}: checkpoint format {version!r}, expected {FORMAT_VERSION}.")
+
+
+def load_newest_intact(root: str | os.PathLike) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
+    """The newest checkpoint under ``root`` that loads, and the damaged ones newer than it (path, what is wrong).
+
+    ``(None, [])`` when ``root`` holds no checkpoint at all.
+
+    Raises:
+        ValueError: checkpoints exist but all are damaged (naming ``root`` and each one's problem).
+    """
+    damaged: list[tuple[Path, str]] = []
+    for path in reversed(list_checkpoints(root)):
+        try:
+            return load_checkpoint(path), damaged
+        except DamagedCheckpointError as exc:
+            damaged.append((path, exc.detail))
+    if damaged:
+        listing = "\n  - ".join(f"{path.name}: {detail}" for path, detail in damaged)
+        raise ValueError(f"checkpoint directory {Path(root)} holds no intact checkpoint:\n  - {listing}\n"
+                         "Delete the damaged directories (or pass resume=False, which deletes them) to start over, "
+                         "or pass another checkpoint_dir.")
+    return None, []
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def _fsync_dir(path: Path) -> None:

