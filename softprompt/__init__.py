@@ -36,7 +36,7 @@ _LAZY = {
     "Callback": "callbacks", "TrainState": "callbacks",
     "evaluate": "evaluation",
     "PromptPrefixCache": "prefix_cache",
-    "PromptBank": "serving", "ensemble_predict": "serving",
+    "PromptBank": "serving", "ensemble_predict": "serving", "evaluate_ensemble": "serving",
     # reading learned prompts
     "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
     "PromptSnapshots": "snapshots",

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .config import PromptTuningConfig, PromptTuningInit, RandomInitScale, TextInitFill
+from .label_words import label_word_ids
 
 __all__ = [
     "common_word_token_ids", "label_word_token_ids", "uses_leading_space",
@@ -102,15 +103,15 @@ def label_word_token_ids(tokenizer, words: list[str]) -> list[list[int]]:
     """The token ids of each label word, as the model sees it after a space (Lester et al. §3.2).
 
     ``" " + word`` for tokenizers with a leading-space convention (see :func:`uses_leading_space`),
-    ``word`` otherwise; no special tokens.
+    ``word`` otherwise; no special tokens (:func:`softprompt.label_words.label_word_ids`).
 
     Raises:
         ValueError: a word encodes to no tokens or to the unknown token; the message names the word.
     """
-    prefix = " " if uses_leading_space(tokenizer) else ""
+    leading_space = uses_leading_space(tokenizer)
     out = []
     for word in words:
-        ids = tokenizer(prefix + word.strip(), add_special_tokens=False)["input_ids"]
+        ids = label_word_ids(tokenizer, word.strip(), leading_space=leading_space)
         if not ids:
             raise ValueError(f"Label word {word!r} encodes to no tokens; choose a word the tokenizer knows.")
         if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:

@@ -27,6 +27,7 @@ from enum import Enum
 import torch
 from torch import nn
 
+from .label_words import label_word_ids
 from .task_ids import task_id_for
 
 __all__ = [
@@ -251,7 +252,7 @@ def label_token_ids(tokenizer, words) -> list[int]:
         if isinstance(w, int):
             ids.append(w)
             continue
-        pieces = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        pieces = label_word_ids(tokenizer, w)  # " " + w
         if not pieces:
             raise ValueError(f"label word {w!r} tokenizes to nothing; pass a non-empty word.")
         ids.append(int(pieces[0]))

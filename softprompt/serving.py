@@ -16,7 +16,7 @@ own prompt. With ``use_cache=True`` the prompts' keys and values come from per-p
 
 **Prompt ensembling** (Lester et al. 2021, §6, Table 3): ``P`` prompts trained on the same task see
 the same input in one batch of ``B * P`` rows; the ensemble predicts the majority vote, ties broken by
-the highest mean log-probability.
+the highest mean log-probability (:func:`ensemble_predict` for a few texts, :func:`evaluate_ensemble` for a split).
 """
 
 from __future__ import annotations
@@ -28,13 +28,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
-from .evaluation import first_token_ids
+from .eval_batches import ordered_batches, split_examples, unsort
+from .evaluation import summarize
 from .hf_compat import cache_kwargs
+from .label_words import first_token_ids
 from .prefix_cache import PromptPrefixCache, generate_expansion
+from .prompt_model import PromptModel
 from .task_ids import task_id_for
 
-__all__ = ["PromptBank", "ensemble_predict", "majority_vote"]
+__all__ = ["PromptBank", "ensemble_predict", "majority_vote", "evaluate_ensemble"]
 
 
 class PromptBank:
@@ -103,8 +108,6 @@ class PromptBank:
         if name in self._prompts and not replace:
             raise ValueError(f"the bank already has a prompt named {name!r}; pass replace=True to overwrite it.")
         if isinstance(prompt, (str, os.PathLike)):
-            from .prompt_model import PromptModel
-
             prompt = PromptModel.from_pretrained(self.model, prompt)
         if hasattr(prompt, "get_prompt"):
             if getattr(prompt, "base_model", self.model) is not self.model:
@@ -134,8 +137,6 @@ class PromptBank:
         ``tasks`` maps names to Tasks. A multitask (MPT) save adds one prompt per task, ``"<folder>/<k>"``.
         Returns the names added.
         """
-        from .prompt_model import PromptModel
-
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"{root} is not a directory; pass the folder that holds the saved prompt folders.")
@@ -189,9 +190,6 @@ class PromptBank:
 
     def _cache_for(self, names: Sequence[str], Tmax: int):
         """One cache for the batch: each row gets its prompt's keys/values, padded to Tmax (or None)."""
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
         unique = list(dict.fromkeys(names))
         per_name = []
         for n in unique:
@@ -231,12 +229,14 @@ class PromptBank:
         full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)  # (B, Tmax + L)
         cache = self._cache_for(names, Tmax) if use_cache else None
         if cache is not None:
+            # TODO(position ids)
             positions = lengths[:, None] + attention_mask.long().cumsum(-1) - 1  # (B, L): token j at T_row + j
             out = self.model(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
                              use_cache=False, position_ids=positions.masked_fill(attention_mask == 0, 0),
                              logits_to_keep=logits_to_keep, **kwargs)
             return out
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
+        # TODO(position ids)
         positions = (full_mask.long().cumsum(-1) - 1).masked_fill(full_mask == 0, 0)  # (B, Tmax + L)
         out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
                          logits_to_keep=logits_to_keep, **kwargs)
@@ -373,6 +373,41 @@ def ensemble_predict(bank: PromptBank, task, examples, names: Sequence[str]) -> 
     out["scores"] = scores
     out["label_words"] = [task.label_words[int(k)] for k in out["predictions"]]
     return out
+
+
+def evaluate_ensemble(bank: PromptBank, task, names: Sequence[str], split: str = "test", *, batch_size: int = 32,
+                      max_examples: int | None = None, return_predictions: bool = False, sort_by_length: bool = True,
+                      progress: bool = False) -> dict:
+    """Prompt ensembling (Lester et al. 2021, §6, Table 3): the ``names`` prompts vote on ``task.splits[split]``.
+
+    Every example runs once per prompt in one batch of ``B * P`` rows (:meth:`PromptBank.ensemble_scores`);
+    the vote is :func:`majority_vote` (ties to the highest mean log-prob). The arguments mean what they
+    mean for :func:`softprompt.evaluate` (rank classification only). Returns its dict (the vote's accuracy,
+    ...) plus ``"members"`` (each prompt's own accuracy) and ``"ensemble"`` (the names);
+    ``return_predictions`` adds ``"predictions"``, ``"labels"`` and ``"scores"`` ``(N, P, K)``.
+    """
+    if not isinstance(bank, PromptBank):
+        raise ValueError(f"evaluate_ensemble needs a PromptBank holding the prompts {list(names)}; got a "
+                         f"{type(bank).__name__}. For one PromptModel use softprompt.evaluate.")
+    names = list(names)
+    data = split_examples(task, split, max_examples)
+    batches, order = ordered_batches(task, bank._tokenizer(), data, batch_size, sort_by_length=sort_by_length,
+                                     progress=f"ensemble {task.name}/{split}" if progress else None)
+    predictions, members, scores = [], [], []
+    for examples in batches:
+        s = bank.ensemble_scores(task, examples, names)  # (B, P, K)
+        vote = majority_vote(s)
+        predictions += vote["predictions"].tolist()
+        members.append(vote["member_predictions"].cpu())  # (B, P)
+        scores.append(s.cpu())
+    predictions, labels = unsort(predictions, order), [int(y) for y in data["label"]]
+    result = summarize(predictions, labels, task.label_words)
+    member_preds, truth = unsort(torch.cat(members), order), torch.tensor(labels)  # (N, P), (N,)
+    result["members"] = {n: float((member_preds[:, i] == truth).float().mean()) for i, n in enumerate(names)}
+    result.update(method="rank", split=split, ensemble=names)
+    if return_predictions:
+        result.update(predictions=predictions, labels=labels, scores=unsort(torch.cat(scores), order))  # (N, P, K)
+    return result
 
 
 def _as_row(text) -> dict:

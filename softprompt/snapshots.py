@@ -23,6 +23,7 @@ import json
 import os
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .atomic import atomic_save_safetensors
@@ -103,7 +104,7 @@ class PromptSnapshots(Callback):
     def record(self, prompt, step: int) -> None:
         """Add one snapshot by hand: ``prompt`` in any form :func:`~softprompt.neighbors.nearest_tokens` takes."""
         task_id = self.task_id
-        if task_id is None and getattr(getattr(prompt, "prompt_encoder", prompt), "needs_task_ids", False):
+        if task_id is None and getattr(prompt, "needs_task_ids", False):  # a PromptModel's property or an encoder's
             task_id = 0
         p = prompt_matrix(prompt, task_id).clone()  # (T, d)
         if self._prompts and p.shape != self._prompts[0].shape:
@@ -247,8 +248,6 @@ class PromptSnapshots(Callback):
     @classmethod
     def load(cls, path: str | os.PathLike) -> PromptSnapshots:
         """Read snapshots written by :meth:`save` (pass ``word_embeddings=`` to the metrics afterwards)."""
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "steps" not in meta:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .evaluation import evaluate
 from .neighbors import display_token, nearest_tokens, prompt_matrix
 
 __all__ = ["project_to_tokens", "hard_prompt_model", "measure_waywardness", "WaywardnessReport", "HardPrompt"]
@@ -85,8 +86,7 @@ def hard_prompt_model(prompt_model, token_ids):
     vocab = prompt_model.word_embeddings.weight.shape[0]
     if ids.min() < 0 or ids.max() >= vocab:
         raise ValueError(f"token ids must lie in 0..{vocab - 1} (the model's vocabulary); got {ids.tolist()}.")
-    encoder = HardPrompt(ids, prompt_model.word_embeddings,
-                         needs_task_ids=bool(getattr(prompt_model.prompt_encoder, "needs_task_ids", False)))
+    encoder = HardPrompt(ids, prompt_model.word_embeddings, needs_task_ids=prompt_model.needs_task_ids)
     hard = type(prompt_model)(prompt_model.base_model, prompt_model.prompt_config, encoder)
     return hard.eval()
 
@@ -135,8 +135,6 @@ def measure_waywardness(prompt_model, tokenizer, task, split: str = "test", *, m
     Both go through :func:`softprompt.evaluate` with the same arguments (``evaluate_kwargs`` such as
     ``max_examples=`` or ``method=``). For an MPT prompt ``task_id`` picks the task prompt to project.
     """
-    from .evaluation import evaluate
-
     ids = project_to_tokens(prompt_model, tokenizer, metric, task_id=task_id, skip_special=skip_special,
                             words_only=words_only)  # (T_total,)
     hard = hard_prompt_model(prompt_model, ids)

@@ -9,6 +9,7 @@ from datasets import Dataset
 from softprompt.config import PromptTuningConfig
 from softprompt.evaluation import evaluate, match_label, summarize
 from softprompt.prompt_model import get_prompt_model
+from softprompt.serving import evaluate_ensemble
 from softprompt.tasks.task import Task
 from softprompt.testing import tiny_model, tiny_tokenizer
 
@@ -171,7 +172,7 @@ def test_bad_inputs(tokenizer):
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(pm, tokenizer, task, batch_size=0)
     with pytest.raises(ValueError, match="PromptBank"):
-        evaluate(pm, tokenizer, task, ensemble=["a"])
+        evaluate_ensemble(pm, task, ["a"])
 
 
 def test_multitask_prompt_needs_and_uses_task_id(tokenizer, tmp_path):

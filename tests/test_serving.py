@@ -7,7 +7,7 @@ from test_evaluation import make_task
 from softprompt.config import PromptTuningConfig
 from softprompt.evaluation import evaluate
 from softprompt.prompt_model import get_prompt_model
-from softprompt.serving import PromptBank, ensemble_predict, majority_vote
+from softprompt.serving import PromptBank, ensemble_predict, evaluate_ensemble, majority_vote
 from softprompt.testing import tiny_model
 
 TEXTS = ["the movie was good", "bad", "i love this film very much , really", "great food"]
@@ -129,7 +129,7 @@ def test_ensemble_evaluate_matches_members(tokenizer, llama):
     bank = PromptBank(llama, tokenizer)
     for name, pm in zip("abc", pms):
         bank.add(name, pm, task=task)
-    res = evaluate(bank, tokenizer, task, ensemble=["a", "b", "c"], batch_size=4, return_predictions=True)
+    res = evaluate_ensemble(bank, task, ["a", "b", "c"], batch_size=4, return_predictions=True)
     singles = [evaluate(pm, tokenizer, task, return_predictions=True) for pm in pms]
     member_scores = torch.stack([s["scores"] for s in singles], dim=1)  # (N, P, K)
     torch.testing.assert_close(res["scores"], member_scores, atol=1e-5, rtol=1e-5)

@@ -39,6 +39,8 @@ import pyarrow as pa
 import torch
 from datasets import Dataset
 
+from ..label_words import label_word_ids
+
 __all__ = ["Task", "TaskDataError", "SPLITS", "TEXT_FIELDS"]
 
 SPLITS = ("train", "validation", "test")
@@ -215,14 +217,14 @@ class Task:
         ids = []
         unk = tokenizer.unk_token_id
         for word in self.label_words:
-            toks = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+            toks = label_word_ids(tokenizer, word)  # " " + word
             if not toks or (unk is not None and unk in toks and word != tokenizer.unk_token):
                 raise ValueError(
                     f"label word {word!r} of task {self.name!r} does not encode with this tokenizer "
                     f"(got {tokenizer.convert_ids_to_tokens(toks)}); pick a word in its vocabulary, "
                     f"or build the Task with other label_words."
                 )
-            ids.append(list(toks))
+            ids.append(toks)
         if require_distinct_first:
             firsts = [t[0] for t in ids]
             if len(set(firsts)) != len(firsts):
