@@ -157,12 +157,12 @@ def get_source(args, model, tokenizer, sources, teachers, recipe, what: str):
         print(f"{what}: cached {path}")
         return PromptModel.from_pretrained(model, path), 0.0, json.loads((path / "distill_log.json").read_text())
     t0 = time.perf_counter()
-    student, history = run_distill(model, tokenizer, sources, teachers if distill else None,
-                                   recipe.replace(distill=distill, num_ranks=num_ranks), progress=False,
-                                   **train_kw(args))
+    student, history, terms = run_distill(model, tokenizer, sources, teachers if distill else None,
+                                          recipe.replace(distill=distill, num_ranks=num_ranks), progress=False,
+                                          **train_kw(args))
     seconds = time.perf_counter() - t0
     student.save_pretrained(path)
-    log = {"loss": history.loss, "terms": student.distillation_log}
+    log = {"loss": history.loss, "terms": terms}
     atomic_write_json(path / "distill_log.json", log)
     return student, seconds, log
 

@@ -27,9 +27,12 @@ import os
 import torch
 from transformers import Trainer
 
+from .adapter_files import load_adapter
+from .batching import logits_to_keep, task_batch, trim
+from .config import TaskType
 from .context import batch_max_length, check_token_ids
+from .model_kind import model_task_type
 from .task_ids import check_task_id, num_tasks_of
-from .training import _logits_to_keep, _task_batch, _task_type, _trim
 
 __all__ = ["TaskCollator", "PromptTrainer"]
 
@@ -45,12 +48,12 @@ class TaskCollator:
     def __init__(self, task, tokenizer, prompt_model=None, *, max_length: int | None = None,
                  task_id: int | None = None, fast: bool = True):
         self.task, self.tokenizer, self.fast, self.prompt_model = task, tokenizer, fast, prompt_model
-        self.task_type = _task_type(prompt_model) if prompt_model is not None else "CAUSAL_LM"
+        self.task_type = model_task_type(prompt_model) if prompt_model is not None else TaskType.CAUSAL_LM
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
         # Rows are cut to fit the model's context (keeping the label word), as in train().
         self.max_length = (max_length if prompt_model is None else
                            batch_max_length(prompt_model, tokenizer, max_length, self.num_virtual_tokens))
-        needs_ids = bool(getattr(prompt_model, "needs_task_ids", False))  # a PromptModel's property (or None)
+        needs_ids = prompt_model is not None and prompt_model.needs_task_ids
         if task_id is None and needs_ids:
             task_id = 0
         num_tasks = num_tasks_of(prompt_model) if needs_ids else None
@@ -58,15 +61,15 @@ class TaskCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         examples = {k: [f[k] for f in features] for k in features[0]}
-        batch = _task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
-                            num_virtual_tokens=self.num_virtual_tokens)
-        batch = _trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)
+        batch = task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
+                           num_virtual_tokens=self.num_virtual_tokens)
+        batch = trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)
         if self.prompt_model is not None:
             check_token_ids(self.prompt_model, batch["input_ids"])
         if self.task_id is not None:
-            batch["task_ids"] = torch.full((len(features),), self.task_id, dtype=torch.long)
-        if self.fast and self.task_type == "CAUSAL_LM":
-            batch["logits_to_keep"] = _logits_to_keep(batch["labels"])
+            batch["task_ids"] = torch.full((len(features),), self.task_id, dtype=torch.long)  # (B,)
+        if self.fast and self.task_type == TaskType.CAUSAL_LM:
+            batch["logits_to_keep"] = logits_to_keep(batch["labels"])
         return batch
 
 
@@ -88,8 +91,6 @@ class PromptTrainer(Trainer):
             self.processing_class.save_pretrained(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        from .adapter_files import load_adapter
-
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
         _, tensors = load_adapter(resume_from_checkpoint)
         model.load_adapter_tensors(tensors)

@@ -34,19 +34,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batching import model_inputs
 from .config import PromptTuningConfig, TaskType
-from .multitask import MultitaskPromptEmbedding, MultitaskPromptTuningConfig, MultitaskPromptTuningInit
+from .history import History
+from .model_kind import model_task_type
+from .multitask import (
+    MultitaskPromptEmbedding, MultitaskPromptTuningConfig, MultitaskPromptTuningInit, load_source_tensors,
+)
 from .prompt_model import PromptModel, get_prompt_model
 from .task_ids import as_task_ids, check_task_id
+from .training import train
 
 __all__ = [
     "MPTRecipe", "TeacherBank", "train_teachers", "vanilla_prompt_model", "teacher_model",
-    "DistillationLoss", "distillation_terms", "teacher_student_kl", "distill", "target_prompt_model",
+    "DistillationLoss", "distillation_terms", "teacher_student_kl", "Distillation", "distill", "target_prompt_model",
     "adapt_to_target",
 ]
 
@@ -117,12 +124,6 @@ def _target_mode(init) -> tuple[MultitaskPromptTuningInit, int]:
 FROM_RECIPE = "from_recipe"  # a keyword left at this value takes the recipe's setting
 
 
-def _task_type(model) -> str:
-    if getattr(model.config, "is_encoder_decoder", False):
-        return TaskType.SEQ_2_SEQ_LM.value
-    return TaskType.CAUSAL_LM.value
-
-
 def _train_kwargs(recipe: MPTRecipe, **overrides) -> dict:
     kw = dict(batch_size=recipe.batch_size, max_length=recipe.max_length, seed=recipe.seed)
     kw.update(overrides)
@@ -139,7 +140,7 @@ def vanilla_prompt_model(model, prompt: torch.Tensor | None = None, *, num_virtu
     ``config`` holds further :class:`~softprompt.PromptTuningConfig` fields (init mode, seed, ...).
     """
     T = num_virtual_tokens or (prompt.shape[0] if prompt is not None else None)
-    cfg = PromptTuningConfig(task_type=config.pop("task_type", _task_type(model)), num_virtual_tokens=T, **config)
+    cfg = PromptTuningConfig(task_type=config.pop("task_type", model_task_type(model)), num_virtual_tokens=T, **config)
     pm = get_prompt_model(model, cfg, tokenizer=tokenizer)
     if prompt is not None:
         pm.prompt_encoder.load_adapter_tensors({"prompt_embeddings": prompt})
@@ -160,8 +161,6 @@ def train_teachers(model, tokenizer, tasks: Sequence, recipe: MPTRecipe | None =
         if str(recipe.teacher_init).upper() == "CLASS_LABELS":
             init["prompt_tuning_class_labels"] = list(task.label_words)
         pm = vanilla_prompt_model(model, num_virtual_tokens=recipe.num_virtual_tokens, tokenizer=tokenizer, **init)
-        from .training import train
-
         train(pm, tokenizer, task, **_train_kwargs(recipe, steps=recipe.teacher_steps, progress=progress,
                                                     **train_kw))
         teachers[task.name] = pm.prompt_encoder.weight.detach().clone()  # (T, d)
@@ -191,7 +190,7 @@ def teacher_model(model, teachers: dict[str, torch.Tensor] | Sequence[torch.Tens
     prompts = list(teachers.values()) if isinstance(teachers, dict) else list(teachers)
     stack = torch.stack([p.detach() for p in prompts]).to(model.get_input_embeddings().weight.device)  # (K, T, d)
     K, T, d = stack.shape
-    cfg = MultitaskPromptTuningConfig(task_type=_task_type(model), num_virtual_tokens=T, num_tasks=K,
+    cfg = MultitaskPromptTuningConfig(task_type=model_task_type(model), num_virtual_tokens=T, num_tasks=K,
                                       inference_mode=True).filled_from_model(model)
     model.requires_grad_(False)
     return PromptModel(model, cfg, TeacherBank(stack)).eval()
@@ -223,8 +222,6 @@ def distillation_terms(student, teacher, batch: dict, *, temperature: float = 1.
     ``temperature`` (scaled by temperature² as in Hinton et al., so gradients keep their size);
     ``mse`` = mean squared difference of the chosen layers' hidden states at the real tokens.
     """
-    from .training import model_inputs
-
     causal = student.task_type == TaskType.CAUSAL_LM
     inputs = model_inputs(student, batch)
     inputs["task_ids"] = batch["task_ids"]
@@ -296,13 +293,22 @@ def teacher_student_kl(student, teacher, tokenizer, tasks: Sequence, *, split: s
     return total / max(count, 1)
 
 
+class Distillation(NamedTuple):
+    """What :func:`distill` returns: ``student, history, log = distill(...)``."""
+
+    student: PromptModel  # the MPT prompt model: P* and u_k, v_k for the source tasks (Wang et al. §3.1)
+    history: History  # softprompt.train's record of the distillation run
+    log: list[dict[str, float]]  # per step: task (L_PLM), kl (L_Logits), mse (L_Hidden), loss; [] without teachers
+
+
 def distill(model, tokenizer, tasks: Sequence, teachers: dict[str, torch.Tensor] | None,
-            recipe: MPTRecipe | None = None, *, progress: bool = True, **train_kw):
-    """Stage 2 (Wang et al. §3.2): train P* and u_k, v_k on the mixture of ``tasks``; returns ``(student, History)``.
+            recipe: MPTRecipe | None = None, *, progress: bool = True, **train_kw) -> Distillation:
+    """Stage 2 (Wang et al. §3.2): train P* and u_k, v_k on the mixture of ``tasks``.
 
     The student is an MPT prompt with ``num_tasks = len(tasks)`` (task k = ``tasks[k]``). With
-    ``recipe.distill`` (and ``teachers`` for every task) the loss is :class:`DistillationLoss`, else the
-    plain task loss. The distillation terms of every step are in ``student.distillation_log``.
+    ``recipe.distill`` (and ``teachers`` for every task) the loss is :class:`DistillationLoss`,
+    ``L_PLM + λ(L_Logits + L_Hidden)``, else the plain task loss. Returns a :class:`Distillation`:
+    ``(student, history, log)``, ``log`` holding the distillation terms of every step.
     """
     recipe = recipe or MPTRecipe()
     tasks = list(tasks)
@@ -315,7 +321,7 @@ def distill(model, tokenizer, tasks: Sequence, teachers: dict[str, torch.Tensor]
             raise ValueError(f"no teacher for tasks {missing}; teachers has {sorted(teachers)}.")
     init = recipe.student_init
     cfg = MultitaskPromptTuningConfig(
-        task_type=_task_type(model), num_virtual_tokens=recipe.num_virtual_tokens, num_tasks=len(tasks),
+        task_type=model_task_type(model), num_virtual_tokens=recipe.num_virtual_tokens, num_tasks=len(tasks),
         num_ranks=recipe.num_ranks, seed=recipe.seed,
         prompt_tuning_init="RANDOM" if init == "TEACHER_MEAN" else init,
     )
@@ -330,13 +336,10 @@ def distill(model, tokenizer, tasks: Sequence, teachers: dict[str, torch.Tensor]
         teacher = teacher_model(model, {t.name: teachers[t.name] for t in tasks})
         loss_fn = DistillationLoss(teacher, weight=recipe.distill_weight, temperature=recipe.temperature,
                                    hidden_layers=recipe.hidden_layers)
-    from .training import train
-
     history = train(student, tokenizer, tasks, loss_fn=loss_fn,
                     **_train_kwargs(recipe, steps=recipe.distill_steps, progress=progress, **train_kw))
-    student.distillation_log = loss_fn.log if loss_fn is not None else []
     student.source_tasks = [t.name for t in tasks]
-    return student, history
+    return Distillation(student, history, loss_fn.log if loss_fn is not None else [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +360,7 @@ def target_prompt_model(model, source, *, init: str | int = "average", seed: int
         check_task_id(task_index, tensors["prefix_task_cols"].shape[0], "init", "the source")  # (K_src, T, r)
     num_ranks = tensors["prefix_task_cols"].shape[-1] if "prefix_task_cols" in tensors else 1
     T = tensors["prompt_embeddings"].shape[0]
-    cfg = MultitaskPromptTuningConfig(task_type=_task_type(model), num_virtual_tokens=T, num_tasks=1,
+    cfg = MultitaskPromptTuningConfig(task_type=model_task_type(model), num_virtual_tokens=T, num_tasks=1,
                                       num_ranks=num_ranks, seed=seed)
     target = get_prompt_model(model, cfg)
     encoder: MultitaskPromptEmbedding = target.prompt_encoder
@@ -379,8 +382,6 @@ def adapt_to_target(model, tokenizer, target_task, source, recipe: MPTRecipe | N
     recipe = recipe or MPTRecipe()
     seed = recipe.seed if seed is None else seed
     target = target_prompt_model(model, source, init=recipe.target_init if init is None else init, seed=seed)
-    from .training import train
-
     examples = recipe.target_examples if train_examples is FROM_RECIPE else train_examples
     history = train(target, tokenizer, target_task, task_id=0, **_train_kwargs(
         recipe, steps=steps or recipe.target_steps, train_examples=examples, seed=seed, progress=progress,
@@ -393,7 +394,5 @@ def _source_tensors(source) -> dict[str, torch.Tensor]:
         return source
     if isinstance(source, PromptModel):
         return source.prompt_encoder.adapter_tensors()
-    from .multitask import load_source_tensors
-
     return load_source_tensors(source)
 

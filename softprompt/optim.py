@@ -48,7 +48,7 @@ def make_optimizer(params, name: str | OptimizerName, lr: float, weight_decay: f
     params = list(params)
     if name is OptimizerName.ADAMW:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    from transformers.optimization import Adafactor
+    from transformers.optimization import Adafactor  # heavy (~3 s): imported only when an Adafactor run needs it
 
     return Adafactor(
         params, lr=lr, weight_decay=weight_decay, decay_rate=-0.8, beta1=None, clip_threshold=1.0,

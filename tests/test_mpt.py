@@ -23,7 +23,7 @@ from softprompt.mpt import (
 from softprompt.multitask import MultitaskPromptTuningConfig
 from softprompt.prompt_model import get_prompt_model
 from softprompt.testing import tiny_model
-from softprompt.training import model_inputs
+from softprompt.batching import model_inputs
 
 T = 4
 SOURCES = ("sentiment_movies", "topic", "formality")
@@ -110,8 +110,8 @@ def test_terms_vanish_when_the_student_is_the_teacher(llama, tokenizer, tasks):
 def test_terms_match_an_explicit_computation(llama, tokenizer, tasks):
     teachers = random_teachers(SOURCES)
     bank = teacher_model(llama, teachers)
-    student, _ = distill(llama, tokenizer, tasks, teachers, small_recipe(distill_steps=1), progress=False,
-                         lr=1e-12)
+    student, _, _ = distill(llama, tokenizer, tasks, teachers, small_recipe(distill_steps=1), progress=False,
+                            lr=1e-12)
     batch = a_batch(tasks[1], tokenizer, [0, 1, 2, 1])
     batch["logits_to_keep"] = 3  # the fast path train() uses: one position before the target, and the target
     tau = 2.0
@@ -151,24 +151,23 @@ def test_distillation_lowers_teacher_student_kl(tokenizer, tasks):
     teachers = random_teachers(SOURCES, seed=3)
     bank = teacher_model(model, teachers)
     recipe = small_recipe(distill_steps=25, distill_weight=1.0)
-    before, _ = distill(model, tokenizer, tasks, teachers, recipe.replace(distill_steps=1), progress=False,
-                        lr=1e-12)
+    before, _, _ = distill(model, tokenizer, tasks, teachers, recipe.replace(distill_steps=1), progress=False,
+                           lr=1e-12)
     kl_before = teacher_student_kl(before, bank, tokenizer, tasks, max_examples=16)
-    student, history = distill(model, tokenizer, tasks, teachers, recipe, progress=False, lr=0.1)
+    student, history, log = distill(model, tokenizer, tasks, teachers, recipe, progress=False, lr=0.1)
     kl_after = teacher_student_kl(student, bank, tokenizer, tasks, max_examples=16)
-    plain, _ = distill(model, tokenizer, tasks, teachers, recipe.replace(distill=False), progress=False, lr=0.1)
+    plain, _, _ = distill(model, tokenizer, tasks, teachers, recipe.replace(distill=False), progress=False, lr=0.1)
     kl_plain = teacher_student_kl(plain, bank, tokenizer, tasks, max_examples=16)
     assert kl_after < 0.5 * kl_before, (kl_before, kl_after)
     assert kl_after < 0.5 * kl_plain, (kl_plain, kl_after)  # the pull towards the teachers is the distillation's
-    log = student.distillation_log
     assert len(log) == 25 and log[-1]["mse"] < log[0]["mse"]
     assert [round(r["loss"], 5) for r in log] == [round(v, 5) for _, v in history.loss]
     assert student.prompt_config.num_tasks == 3 and student.source_tasks == list(SOURCES)
 
 
 def test_without_distillation_it_is_plain_multitask_training(llama, tokenizer, tasks):
-    student, history = distill(llama, tokenizer, tasks, None, small_recipe(distill=False), progress=False)
-    assert student.distillation_log == [] and len(history.loss) == 3
+    student, history, log = distill(llama, tokenizer, tasks, None, small_recipe(distill=False), progress=False)
+    assert log == [] and len(history.loss) == 3 and not hasattr(student, "distillation_log")
     with pytest.raises(ValueError, match="needs teachers"):
         distill(llama, tokenizer, tasks, None, small_recipe(), progress=False)
     with pytest.raises(ValueError, match=r"no teacher for tasks \['formality'\]"):
@@ -177,9 +176,9 @@ def test_without_distillation_it_is_plain_multitask_training(llama, tokenizer, t
 
 def test_student_init_teacher_mean_and_rank(llama, tokenizer, tasks):
     teachers = random_teachers(SOURCES)
-    student, _ = distill(llama, tokenizer, tasks, teachers,
-                         small_recipe(student_init="TEACHER_MEAN", num_ranks=3, distill_steps=1),
-                         progress=False, lr=1e-12)
+    student, _, _ = distill(llama, tokenizer, tasks, teachers,
+                            small_recipe(student_init="TEACHER_MEAN", num_ranks=3, distill_steps=1),
+                            progress=False, lr=1e-12)
     enc = student.prompt_encoder
     assert enc.prefix_task_cols.shape == (3, T, 3) and enc.prefix_task_rows.shape == (3, 3, 32)
     torch.testing.assert_close(enc.shared_prompt, torch.stack(list(teachers.values())).mean(0), atol=1e-6, rtol=0)

@@ -14,9 +14,8 @@ from softprompt.optim import lr_factor, make_optimizer
 from softprompt.prompt_model import get_prompt_model
 from softprompt.tasks.task import Task
 from softprompt.testing import tiny_model, tiny_tokenizer
-from softprompt.training import (
-    History, TrainingConfig, _ExampleOrder, _MixtureSampler, model_inputs, train,
-)
+from softprompt.batching import ExampleOrder, MixtureSampler
+from softprompt.training import History, TrainingConfig, model_inputs, train
 
 
 
@@ -110,8 +109,8 @@ def test_batches_ask_only_for_label_position_logits_and_the_loss_is_unchanged():
 
 
 def test_default_loss_runs_the_prompt_once_per_batch_with_the_same_loss_and_gradient(monkeypatch):
-    from softprompt import prefix_cache
-    from softprompt.training import _default_loss
+    from softprompt import shared_prompt
+    from softprompt.training import default_loss
 
     pm = prompt_model("llama")  # no dropout: the shared-prompt path applies
     seen = []
@@ -119,10 +118,10 @@ def test_default_loss_runs_the_prompt_once_per_batch_with_the_same_loss_and_grad
           loss_fn=lambda m, b: seen.append(b) or m(**model_inputs(m, b)).loss)
     batch, weight = seen[0], pm.prompt_encoder.embedding.weight
     calls = []
-    real = prefix_cache.shared_prompt_forward
-    monkeypatch.setattr(prefix_cache, "shared_prompt_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = shared_prompt.shared_prompt_forward
+    monkeypatch.setattr(shared_prompt, "shared_prompt_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     pm.train()
-    shared = _default_loss(pm, batch)
+    shared = default_loss(pm, batch)
     (g_shared,) = torch.autograd.grad(shared, weight)
     plain = pm(**model_inputs(pm, batch)).loss
     (g_plain,) = torch.autograd.grad(plain, weight)
@@ -131,23 +130,46 @@ def test_default_loss_runs_the_prompt_once_per_batch_with_the_same_loss_and_grad
     torch.testing.assert_close(g_shared, g_plain, rtol=1e-4, atol=1e-6)
 
 
+def test_shared_prompt_path_equals_the_plain_path_for_a_one_task_mpt_batch_and_skips_mixed_ones():
+    from softprompt.multitask import MultitaskPromptTuningConfig
+    from softprompt.shared_prompt import shared_prompt_loss
+    from softprompt.training import plain_loss
+
+    pm = get_prompt_model(tiny_model("llama"), MultitaskPromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=4, num_tasks=2, num_ranks=1, prompt_tuning_init="RANDOM"))
+    seen = []
+    train(pm, tiny_tokenizer(), toy_task(), steps=1, batch_size=8, task_id=1, progress=False,
+          loss_fn=lambda m, b: seen.append(b) or plain_loss(m, b))
+    batch, params = seen[0], [p for p in pm.parameters() if p.requires_grad]
+    pm.train()
+    fast = shared_prompt_loss(pm, batch)
+    g_fast = torch.autograd.grad(fast, params)
+    plain = plain_loss(pm, batch)
+    g_plain = torch.autograd.grad(plain, params)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_fast, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    mixed = {**batch, "task_ids": torch.tensor([0, 1] * 4)}  # rows with different prompts P_k
+    assert shared_prompt_loss(pm, mixed) is None
+
+
 def test_dropout_keeps_the_plain_path(monkeypatch):
-    from softprompt import prefix_cache
-    from softprompt.training import _default_loss
+    from softprompt import shared_prompt
+    from softprompt.training import default_loss
 
     pm = prompt_model("gpt2")  # dropout 0.1: one shared mask for all rows would change the loss
-    monkeypatch.setattr(prefix_cache, "shared_prompt_forward", lambda *a, **k: pytest.fail("shared path used"))
-    h = train(pm, tiny_tokenizer(), toy_task(), steps=2, batch_size=4, progress=False, loss_fn=_default_loss)
+    monkeypatch.setattr(shared_prompt, "shared_prompt_forward", lambda *a, **k: pytest.fail("shared path used"))
+    h = train(pm, tiny_tokenizer(), toy_task(), steps=2, batch_size=4, progress=False, loss_fn=default_loss)
     assert len(h.loss) == 2
 
 
 def test_padding_columns_are_trimmed():
-    from softprompt.training import _trim
+    from softprompt.batching import trim
 
     b = {"input_ids": torch.tensor([[0, 0, 5, 6], [0, 0, 0, 7]]),
          "attention_mask": torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1]]),
          "labels": torch.tensor([[-100, -100, -100, 6], [-100, -100, -100, 7]]), "class_labels": torch.tensor([1, 0])}
-    out = _trim(b, "CAUSAL_LM")
+    out = trim(b, "CAUSAL_LM")
     assert out["input_ids"].tolist() == [[5, 6], [0, 7]] and out["labels"].shape == (2, 2)
 
 
@@ -269,13 +291,13 @@ def test_progress_bar_reports_loss(capsys):
 # ------------------------------------------------------------------ data order, few-shot, mixtures
 
 def test_each_epoch_is_a_fresh_permutation_and_resumes_from_its_position():
-    order = _ExampleOrder(10, seed=3)
+    order = ExampleOrder(10, seed=3)
     first, second = order.take(10), order.take(10)
     assert sorted(first) == sorted(second) == list(range(10)) and first != second
-    order2 = _ExampleOrder(10, seed=3)
+    order2 = ExampleOrder(10, seed=3)
     order2.take(13)
     state = order2.state_dict()
-    fresh = _ExampleOrder(10, seed=3)
+    fresh = ExampleOrder(10, seed=3)
     fresh.load_state_dict(state)
     assert fresh.take(7) == order2.take(7)
 
@@ -310,7 +332,7 @@ def test_a_list_of_tasks_trains_a_mixture_with_task_ids_per_row(mixing):
 
 
 def test_mixture_sampler_draws_whole_tasks_uniformly():
-    s = _MixtureSampler([list(range(100)), list(range(5))], batch_size=50, seed=0, mixing=_mix("tasks"))
+    s = MixtureSampler([list(range(100)), list(range(5))], batch_size=50, seed=0, mixing=_mix("tasks"))
     picks = [t for step in range(20) for t, _ in s.batch(step)]
     assert 0.4 < sum(picks) / len(picks) < 0.6
 
@@ -335,6 +357,19 @@ def _mix(v):
 def test_bad_settings_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainingConfig(**kwargs)
+
+
+def test_one_configuration_route_config_and_keyword_overrides():
+    tok, task = tiny_tokenizer(), toy_task()
+    by_keywords = train(prompt_model(), tok, task, steps=3, batch_size=4, lr=0.1, progress=False)
+    by_config = train(prompt_model(), tok, task, TrainingConfig(steps=3, batch_size=4, lr=0.1), progress=False)
+    overridden = train(prompt_model(), tok, task, config=TrainingConfig(steps=9, batch_size=4, lr=0.1), steps=3,
+                       progress=False)
+    assert by_keywords.loss == by_config.loss == overridden.loss and len(by_keywords.loss) == 3
+    with pytest.raises(TypeError, match=r"unknown settings \['stpes'\].*steps, batch_size, optimizer"):
+        train(prompt_model(), tok, task, stpes=3, progress=False)
+    with pytest.raises(ValueError, match="steps=0"):  # an override is checked like a field
+        train(prompt_model(), tok, task, config=TrainingConfig(steps=3), steps=0, progress=False)
 
 
 def test_empty_or_missing_train_split_is_a_clear_error():
@@ -428,12 +463,12 @@ def test_a_multitask_prompt_gets_each_rows_task_id_in_training_and_evaluation():
 
 
 def test_merging_seq2seq_batches_pads_inputs_and_labels_on_the_right():
-    from softprompt.training import _merge
+    from softprompt.batching import merge
 
     one = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.tensor([[1, 1, 1]]),
            "labels": torch.tensor([[8, 1]]), "class_labels": torch.tensor([0])}
     two = {"input_ids": torch.tensor([[5]]), "attention_mask": torch.tensor([[1]]),
            "labels": torch.tensor([[9, 8, 1]]), "class_labels": torch.tensor([1])}
-    m = _merge([one, two], pad_token_id=0, padding_side="right", task_type="SEQ_2_SEQ_LM")
+    m = merge([one, two], pad_token_id=0, padding_side="right", task_type="SEQ_2_SEQ_LM")
     assert m["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]] and m["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert m["labels"].tolist() == [[8, 1, -100], [9, 8, 1]] and m["class_labels"].tolist() == [0, 1]

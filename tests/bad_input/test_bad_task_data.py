@@ -17,7 +17,8 @@ from softprompt.evaluation import evaluate
 from softprompt.prompt_model import get_prompt_model
 from softprompt.tasks.task import Task, TaskDataError
 from softprompt.testing import tiny_model, tiny_tokenizer
-from softprompt.training import TrainingConfig, _Batches, train
+from softprompt.batching import Batches
+from softprompt.training import TrainingConfig, train
 
 LONG = " ".join(["the movie was really good and the story was very fine"] * 12)  # ~144 words
 
@@ -137,7 +138,7 @@ def test_batch_max_length_caps_at_the_context_and_refuses_a_prompt_that_fills_it
 def test_training_batches_fit_the_context_and_keep_the_label_word(tokenizer):
     pm = prompt(small_gpt2(n_positions=32), T=4)
     task = make_task(rows([LONG, "bad film"], [1, 0]))
-    batches = _Batches(pm, tokenizer, [task], [[0, 1]], TrainingConfig(batch_size=2, seed=0))
+    batches = Batches(pm, tokenizer, [task], [[0, 1]], TrainingConfig(batch_size=2, seed=0))
     batch = batches(1)
     assert batch["input_ids"].shape[1] == 32 - 4
     positive = tokenizer.convert_tokens_to_ids("positive")
