@@ -65,3 +65,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+from . import seq2seq, seq_cls  # noqa: E402, F401  (register the task types)

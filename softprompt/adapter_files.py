@@ -53,7 +53,8 @@ from .atomic import atomic_save_safetensors, atomic_write_json
 
 __all__ = [
     "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "SIDECAR_CONFIG_NAME", "PROMPT_PEFT_TYPES",
-    "AdapterFileError", "save_adapter", "load_adapter", "recover_interrupted_save",
+    "AdapterFileError", "save_adapter", "load_adapter", "recover_interrupted_save", "adapter_configs",
+    "peft_encoder_prompt",
 ]
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
@@ -318,4 +319,35 @@ def load_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Te
         raise AdapterFileError(
             f"{weights} has no 'prompt_embeddings' tensor (keys: {sorted(tensors)}); it is not a prompt adapter."
         )
+    return config, tensors
+
+
+def adapter_configs(prompt_config, task_type: str, modules_to_save: list[str] | None = None) -> tuple[dict, dict]:
+    """``(adapter_config.json, softprompt_config.json)`` for a prompt config: the keys PEFT's ``PeftConfig``
+    understands (``modules_to_save``: a SEQ_CLS head), and all of ours. Both say the model's ``task_type``."""
+    cfg = prompt_config
+    peft_dict = dict(cfg.peft_dict() if hasattr(cfg, "peft_dict") else cfg.to_dict())
+    peft_dict.update(peft_type=cfg.peft_type, task_type=task_type, inference_mode=True)
+    if modules_to_save is not None:
+        peft_dict["modules_to_save"] = list(modules_to_save)
+    return peft_dict, dict(cfg.to_dict(), peft_type=cfg.peft_type, task_type=task_type)
+
+
+def peft_encoder_prompt(directory: str | os.PathLike, config: dict, tensors: dict[str, torch.Tensor]):
+    """``(config, tensors)`` of a loaded prompt, with a PEFT seq2seq prompt's unused decoder half dropped.
+
+    PEFT's seq2seq prompt tuning allocates ``num_transformer_submodules=2`` blocks of ``T`` vectors but
+    feeds only the first to the model (PeftModelForSeq2SeqLM uses ``prompts[:, :T]``). We keep that encoder
+    half, with a warning, so we compute what PEFT computes. Our own saves (with a sidecar) are left as they are.
+    """
+    T = int(config.get("num_virtual_tokens") or 0)
+    from_peft = not (Path(directory) / SIDECAR_CONFIG_NAME).exists()
+    n_sub = int(config.get("num_transformer_submodules") or 1)
+    if from_peft and n_sub == 2 and config.get("peft_type") == "PROMPT_TUNING":
+        warnings.warn(
+            f"{directory} is a PEFT seq2seq prompt with num_transformer_submodules=2; PEFT never uses its "
+            "decoder half, so it is dropped and the prompt is loaded as an encoder prompt.", stacklevel=3,
+        )
+        tensors = dict(tensors, prompt_embeddings=tensors["prompt_embeddings"][:T])
+        config = dict(config, num_transformer_submodules=1)
     return config, tensors

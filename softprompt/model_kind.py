@@ -17,10 +17,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 from torch import nn
+from transformers.models.auto import modeling_auto
 
 from .config import TaskType
 
-__all__ = ["model_task_type", "check_task_type"]
+__all__ = ["model_task_type", "check_task_type", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
+
+# PEFT's PeftModelForSequenceClassification makes these top-level children trainable and saves them.
+CLASSIFIER_HEAD_NAMES = ("classifier", "score")
 
 # Class-name endings, for models the auto tables do not list (custom or remote-code classes).
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -33,10 +37,6 @@ _OTHER_HEAD_SUFFIXES = ("ForMaskedLM", "ForTokenClassification", "ForQuestionAns
 @lru_cache(maxsize=None)
 def _auto_class_names(table: str) -> frozenset[str]:
     """The class names in one of transformers' ``*_MAPPING_NAMES`` tables (empty if it has no such table)."""
-    try:
-        from transformers.models.auto import modeling_auto
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return frozenset()
     names: set[str] = set()
     for value in getattr(modeling_auto, table, {}).values():
         names.update([value] if isinstance(value, str) else value)
@@ -112,7 +112,17 @@ def check_task_type(model: nn.Module, task_type: TaskType | str) -> TaskType:
                 f"model would return logits of shape (B, 0) or worse). CAUSAL_LM needs {_NEEDS[task]}; {fix}."
             )
     if task == TaskType.SEQ_CLS:
-        from .prompt_model import find_classifier_head
-
         find_classifier_head(model)  # raises with its own message
     return task
+
+
+def find_classifier_head(model: nn.Module) -> tuple[str, nn.Module]:
+    """The classification head of a sequence-classification model, found as PEFT finds it:
+    the first top-level child whose name contains ``"classifier"`` or ``"score"``."""
+    for name, module in model.named_children():
+        if any(head in name for head in CLASSIFIER_HEAD_NAMES):
+            return name, module
+    raise ValueError(
+        f"{type(model).__name__} has no child named like {CLASSIFIER_HEAD_NAMES}; task_type='SEQ_CLS' needs a "
+        "sequence-classification model (e.g. AutoModelForSequenceClassification)."
+    )

@@ -47,7 +47,7 @@ from .model_kind import model_task_type
 from .multitask import (
     MultitaskPromptEmbedding, MultitaskPromptTuningConfig, MultitaskPromptTuningInit, load_source_tensors,
 )
-from .prompt_model import PromptModel, get_prompt_model
+from .prompt_model import PromptModel, get_prompt_model, prompt_model_class
 from .task_ids import as_task_ids, check_task_id
 from .training import train
 
@@ -193,7 +193,7 @@ def teacher_model(model, teachers: dict[str, torch.Tensor] | Sequence[torch.Tens
     cfg = MultitaskPromptTuningConfig(task_type=model_task_type(model), num_virtual_tokens=T, num_tasks=K,
                                       inference_mode=True).filled_from_model(model)
     model.requires_grad_(False)
-    return PromptModel(model, cfg, TeacherBank(stack)).eval()
+    return prompt_model_class(cfg.task_type)(model, cfg, TeacherBank(stack)).eval()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,21 +30,26 @@ import copy
 import torch
 from torch import nn
 
+from .config import TaskType
 from .hf_compat import cache_kwargs, output_cache
+from .model_kind import model_task_type
+from .positions import causal_position_ids
 from .task_ids import task_id_for
 
-__all__ = ["PromptPrefixCache", "generate_expansion", "prefix_position_ids", "shared_prompt_forward"]
+__all__ = ["PromptPrefixCache", "generate_expansion", "shared_prompt_forward"]
 
 
-def prefix_position_ids(attention_mask: torch.Tensor, num_prefix: int) -> torch.Tensor:
-    """Position ids of the real tokens after a prefix of ``num_prefix`` positions.
+class _FixedPrompt:
+    """A prompt tensor ``(1, T, d)`` in front of a plain causal LM, shaped like a PromptModel for the cache."""
 
-    ``attention_mask`` ``(B, L)`` covers the input only (1 = token, 0 = left pad). The full mask is
-    ``[ones(T), mask]``; its cumulative sum minus one is the position of every real token, so token
-    ``j`` of a row sits at ``T + j`` whatever the padding. Pads get 0 (they are masked anyway).
-    """
-    positions = num_prefix + attention_mask.long().cumsum(-1) - 1  # (B, L)
-    return positions.masked_fill(attention_mask == 0, 0)
+    task_type = TaskType.CAUSAL_LM
+    needs_task_ids = False
+
+    def __init__(self, model: nn.Module, prompt: torch.Tensor):
+        self.base_model, self.prompt = model, prompt
+
+    def get_prompt(self, batch_size: int, task_ids=None) -> torch.Tensor:
+        return self.prompt  # (1, T, d)
 
 
 class PromptPrefixCache:
@@ -71,11 +76,11 @@ class PromptPrefixCache:
                     f"PromptPrefixCache needs a PromptModel (with .{attr}); got {type(prompt_model).__name__}. "
                     "For a plain model and a prompt tensor use PromptPrefixCache.from_prompt(model, prompt)."
                 )
-        task_type = getattr(prompt_model, "task_type", "CAUSAL_LM")
-        task_type = str(getattr(task_type, "value", task_type))
-        if task_type.upper() != "CAUSAL_LM":
+        task_type = model_task_type(prompt_model) if hasattr(prompt_model, "task_type") else TaskType.CAUSAL_LM
+        if task_type != TaskType.CAUSAL_LM:
             raise ValueError(
-                f"PromptPrefixCache works for causal LMs only; this PromptModel has task_type={task_type!r}. "
+                f"PromptPrefixCache works for causal LMs only; this PromptModel has task_type="
+                f"{getattr(task_type, 'value', task_type)!r}. "
                 "Seq2seq models put the prompt in the encoder, which runs once per input anyway: use the model."
             )
         task_id = task_id_for(prompt_model, task_id)  # an int for a multitask (MPT) prompt, else None
@@ -100,11 +105,7 @@ class PromptPrefixCache:
         d = model.get_input_embeddings().weight.shape[1]
         if prompt.shape[-1] != d:
             raise ValueError(f"prompt has width {prompt.shape[-1]} but the model's embeddings have d={d}.")
-        self = cls.__new__(cls)
-        self.model, self.task_id = model, None
-        self._prompt_fn = lambda: prompt
-        self._prompt, self._cache, self.builds = None, None, 0
-        return self
+        return cls(_FixedPrompt(model, prompt))
 
     @property
     def num_virtual_tokens(self) -> int:
@@ -173,7 +174,7 @@ class PromptPrefixCache:
         return self.model(
             input_ids=input_ids,                                         # (B, L)
             attention_mask=full_mask,                                    # (B, T + L)
-            position_ids=prefix_position_ids(attention_mask, T),         # (B, L)
+            position_ids=causal_position_ids(attention_mask, T, pad_position=0),  # (B, L)
             **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0])),
             use_cache=False,
             logits_to_keep=logits_to_keep,
@@ -223,8 +224,7 @@ def shared_prompt_forward(prompt_model: nn.Module, input_ids: torch.Tensor, atte
     base model has no dropout (Llama; GPT-2 in eval mode): dropout would draw one mask for the shared
     prompt positions instead of one per row. ``task_id``: one MPT task for the whole batch.
     """
-    task_type = getattr(prompt_model, "task_type", None)
-    if str(getattr(task_type, "value", task_type)).upper() != "CAUSAL_LM":
+    if not hasattr(prompt_model, "task_type") or model_task_type(prompt_model) != TaskType.CAUSAL_LM:
         raise ValueError("shared_prompt_forward is for causal-LM PromptModels; call the PromptModel itself.")
     base = prompt_model.base_model
     B, L = input_ids.shape
@@ -242,7 +242,7 @@ def shared_prompt_forward(prompt_model: nn.Module, input_ids: torch.Tensor, atte
     out = base(
         input_ids=input_ids,                                                         # (B, L)
         attention_mask=torch.cat([ones.expand(B, T), attention_mask], dim=1),        # (B, T + L)
-        position_ids=prefix_position_ids(attention_mask, T),                         # (B, L)
+        position_ids=causal_position_ids(attention_mask, T, pad_position=0),                  # (B, L)
         **cache_kwargs(base, past),
         use_cache=False,
         logits_to_keep=logits_to_keep,

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from softprompt.prefix_cache import PromptPrefixCache, prefix_position_ids
+from softprompt.positions import causal_position_ids
+from softprompt.prefix_cache import PromptPrefixCache
 from softprompt.testing import tiny_model
 
 TEXTS = ["the movie was good", "bad", "i love this film very much , really"]
@@ -32,7 +33,7 @@ def prompt():
 
 def test_position_ids_follow_the_mask():
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    assert prefix_position_ids(mask, 3).tolist() == [[0, 0, 3, 4], [3, 4, 5, 6]]
+    assert causal_position_ids(mask, 3, pad_position=0).tolist() == [[0, 0, 3, 4], [3, 4, 5, 6]]
 
 
 @pytest.mark.parametrize("keep", [0, 1, 2])

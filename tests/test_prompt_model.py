@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from softprompt.config import PromptTuningConfig
-from softprompt.prompt_model import PromptModel, get_prompt_model
+from softprompt.positions import causal_position_ids
+from softprompt.prompt_model import PromptModel, get_prompt_model, prompt_model_class
 from softprompt.testing import tiny_model, tiny_tokenizer
 
 T = 4
@@ -284,3 +285,28 @@ def test_decoder_classifier_is_padding_invariant_and_refuses_right_padding():
         torch.testing.assert_close(batched[i], alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="Pad on the left"):
         pm(**_batch("right"))
+
+
+# ---------------------------------------------------------------- one class per task type
+@pytest.mark.parametrize("arch, cls_name", [("llama", "PromptModel"), ("gpt2", "PromptModel"),
+                                            ("t5", "Seq2SeqPromptModel"), ("bert", "SeqClsPromptModel")])
+def test_get_prompt_model_picks_the_class_for_the_task_type(arch, cls_name, tmp_path):
+    pm = _prompt_model(arch)
+    assert isinstance(pm, PromptModel) and type(pm).__name__ == cls_name
+    assert type(pm) is prompt_model_class(pm.task_type)
+    pm.save_pretrained(tmp_path)
+    assert type(PromptModel.from_pretrained(pm.base_model, tmp_path)) is type(pm)
+
+
+def test_building_the_causal_class_for_another_task_type_is_refused():
+    pm = _prompt_model("bert")
+    with pytest.raises(TypeError, match="SeqClsPromptModel"):
+        PromptModel(pm.base_model, pm.prompt_config, pm.prompt_encoder)
+
+
+def test_position_ids_count_real_positions_and_pads_follow_the_convention():
+    mask = torch.tensor([[1, 1, 0, 0, 1, 1], [1, 1, 1, 1, 1, 1]])  # [prompt T=2][pads][tokens]
+    assert causal_position_ids(mask).tolist() == [[0, 1, 1, 1, 2, 3], [0, 1, 2, 3, 4, 5]]  # PromptModel's pads
+    assert causal_position_ids(mask, pad_position=0).tolist() == [[0, 1, 0, 0, 2, 3], [0, 1, 2, 3, 4, 5]]
+    offsets = torch.tensor([[2], [5]])  # one prompt length per row (a mixed-prompt bank)
+    assert causal_position_ids(mask[:, 2:], offsets, pad_position=0).tolist() == [[0, 0, 2, 3], [5, 6, 7, 8]]
