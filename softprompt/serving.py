@@ -35,6 +35,7 @@ from .eval_batches import ordered_batches, split_examples, unsort
 from .evaluation import summarize
 from .hf_compat import cache_kwargs
 from .label_words import first_token_ids
+from .positions import causal_position_ids
 from .prefix_cache import PromptPrefixCache, generate_expansion
 from .prompt_model import PromptModel
 from .task_ids import task_id_for
@@ -229,15 +230,13 @@ class PromptBank:
         full_mask = torch.cat([prefix_mask.to(attention_mask.dtype), attention_mask], dim=1)  # (B, Tmax + L)
         cache = self._cache_for(names, Tmax) if use_cache else None
         if cache is not None:
-            # TODO(position ids)
-            positions = lengths[:, None] + attention_mask.long().cumsum(-1) - 1  # (B, L): token j at T_row + j
+            positions = causal_position_ids(attention_mask, lengths[:, None], pad_position=0)  # (B, L): j at T_row + j
             out = self.model(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
-                             use_cache=False, position_ids=positions.masked_fill(attention_mask == 0, 0),
+                             use_cache=False, position_ids=positions,
                              logits_to_keep=logits_to_keep, **kwargs)
             return out
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
-        # TODO(position ids)
-        positions = (full_mask.long().cumsum(-1) - 1).masked_fill(full_mask == 0, 0)  # (B, Tmax + L)
+        positions = causal_position_ids(full_mask, pad_position=0)  # (B, Tmax + L)
         out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
                          logits_to_keep=logits_to_keep, **kwargs)
         if not logits_to_keep:
