@@ -177,10 +177,9 @@ class TaskExplorer(_Explorer):
                  words_only: bool = False):
         super().__init__(tokenizer, k=k, metric=metric, highlight_words=highlight_words, n_vocab=n_vocab,
                          seed=seed, skip_special=skip_special, words_only=words_only)
-        encoder = getattr(prompt_model, "prompt_encoder", None)
-        if not getattr(encoder, "needs_task_ids", False):
+        if not getattr(prompt_model, "needs_task_ids", False):  # PromptModel.needs_task_ids
             raise ValueError("TaskExplorer is for multitask (MPT) prompts; for a single prompt use PromptExplorer.")
-        num_tasks = int(getattr(encoder, "num_tasks", None) or prompt_model.prompt_config.num_tasks)
+        num_tasks = int(getattr(prompt_model.prompt_encoder, "num_tasks", None) or prompt_model.prompt_config.num_tasks)
         names = list(task_names) if task_names is not None else [f"task {i}" for i in range(num_tasks)]
         if len(names) != num_tasks:
             raise ValueError(f"task_names has {len(names)} names for {num_tasks} tasks; give one name per task.")
