@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from torch import nn
 
-from .config import TaskType
+from .enums import TaskType
 
 __all__ = ["model_task_type", "check_task_type"]
 
