@@ -15,23 +15,30 @@ Lester et al. §3.2 compare three starts, and §5 (Figure 3b) finds the order
 
 Every function is pure: it reads the (frozen) word embeddings and returns a new float32 tensor.
 Randomness comes from an explicit ``torch.Generator`` (None: torch's global RNG), so a seed fixes it.
-:func:`initial_prompt` picks the function a :class:`~softprompt.config.PromptTuningConfig` asks for.
+:func:`initial_prompt` picks the function a :class:`~softprompt.config.PromptTuningConfig` asks for;
+:func:`prompt_start` is what ``PromptEmbedding`` calls: that, with the config's tokenizer loaded when none is given.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .config import PromptTuningConfig, PromptTuningInit, RandomInitScale, TextInitFill
+from .enums import PromptTuningInit, RandomInitScale, TextInitFill
 from .label_words import label_word_ids
+from .models import PRESETS, load_tokenizer
+
+if TYPE_CHECKING:  # for annotations only: this module is a leaf beside the config
+    from .config import PromptTuningConfig
 
 __all__ = [
     "common_word_token_ids", "label_word_token_ids", "uses_leading_space",
     "random_init", "sample_vocab_init", "text_init", "class_label_init", "initial_prompt", "make_generator",
+    "prompt_start", "config_tokenizer",
 ]
 
 # Word-start markers in token strings: byte-level BPE (GPT-2, Llama 3, SmolLM2) and SentencePiece (T5, Llama 2).
@@ -316,3 +323,44 @@ def initial_prompt(
         return text_init(word_embeddings, ids, T, fill=config.text_init_fill, candidate_ids=candidates, generator=gen)
     label_ids = label_word_token_ids(tokenizer, config.prompt_tuning_class_labels)
     return class_label_init(word_embeddings, label_ids, T, candidate_ids=candidates, generator=gen)
+
+
+def prompt_start(config: PromptTuningConfig, word_embeddings, tokenizer=None) -> torch.Tensor | None:
+    """The ``(T_total, d)`` start of a new prompt (Lester et al. §3.2), or None to keep ``nn.Embedding``'s own.
+
+    None in ``config.inference_mode`` (the weights are about to be loaded, as in PEFT), and for RANDOM init
+    with ``random_init_scale='peft'`` and no seed: ``nn.Embedding``'s N(0, 1) init is then exactly PEFT's
+    RANDOM under the same torch seed. Without a ``tokenizer``, the config's is loaded when the init reads one.
+    """
+    keeps_default = (
+        config.prompt_tuning_init == PromptTuningInit.RANDOM
+        and config.random_init_scale == RandomInitScale.PEFT
+        and config.seed is None
+    )
+    if config.inference_mode or keeps_default:
+        return None
+    if tokenizer is None and config.uses_tokenizer:
+        tokenizer = config_tokenizer(config)
+    return initial_prompt(config, word_embeddings, tokenizer)  # (T_total, d)
+
+
+def config_tokenizer(config: PromptTuningConfig):
+    """Load the config's tokenizer (presets work offline); None when it names none and none is strictly needed."""
+    name = config.tokenizer_name_or_path
+    if name is None:
+        if config.needs_tokenizer:
+            raise ValueError(
+                f"prompt_tuning_init={config.prompt_tuning_init.value!r} needs a tokenizer: pass "
+                "PromptEmbedding(config, word_embeddings, tokenizer=...), or set tokenizer_name_or_path "
+                "(config.filled_from_model(model) sets it from the model's name)."
+            )
+        warnings.warn(
+            f"sample_vocab_size={config.sample_vocab_size} needs a tokenizer to find common words; none given, so "
+            "SAMPLE_VOCAB samples the whole vocabulary (as PEFT). Pass tokenizer=... or set tokenizer_name_or_path.",
+            stacklevel=4,
+        )
+        return None
+    kwargs = {k: v for k, v in (config.tokenizer_kwargs or {}).items() if k != "trust_remote_code"}
+    # A preset's hub id (what filled_from_model writes) loads through the preset, so it works offline too.
+    name = next((key for key, p in PRESETS.items() if p.hub_id.lower() == str(name).lower()), name)
+    return load_tokenizer(name, **kwargs)

@@ -19,7 +19,7 @@ from functools import lru_cache
 from torch import nn
 from transformers.models.auto import modeling_auto
 
-from .config import TaskType
+from .enums import TaskType
 
 __all__ = ["model_task_type", "check_task_type", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
 

@@ -113,12 +113,12 @@ def test_adapter_tensors_round_trip(llama):
         b.load_adapter_tensors({"weight": torch.zeros(5, 32)})
 
 
-def test_from_tensor(llama):
+def test_from_a_ready_weight(llama):
     t = torch.randn(5, 32)
-    p = PromptEmbedding.from_tensor(config(), t)
+    p = PromptEmbedding(config(), weight=t)
     assert torch.equal(p.weight.detach(), t) and p.config.token_dim == 32 and p.weight.requires_grad
     with pytest.raises(ValueError, match=r"\(3, 32\).*\(5, 32\)"):
-        PromptEmbedding.from_tensor(config(), torch.randn(3, 32))
+        PromptEmbedding(config(), weight=torch.randn(3, 32))
 
 
 def test_only_the_prompt_trains(llama, tokenizer):
