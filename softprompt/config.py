@@ -25,7 +25,6 @@ from typing import ClassVar
 from .config_checks import check_prompt_config
 from .config_dicts import config_from_dict, config_peft_dict, config_to_dict
 from .config_from_model import filled_from_model
-from .config_from_model import portable_name as _portable_name  # noqa: F401  (prompt_model.py imports it here)
 from .enums import PromptTuningInit, RandomInitScale, TaskType, TextInitFill
 
 __all__ = ["TaskType", "PromptTuningInit", "TextInitFill", "RandomInitScale", "PromptTuningConfig"]

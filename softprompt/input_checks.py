@@ -14,7 +14,8 @@ import warnings
 import torch
 from torch import nn
 
-from .config import TaskType, _portable_name
+from .config import TaskType
+from .config_from_model import portable_name
 
 __all__ = [
     "check_real_weights", "check_model_class", "check_transformer_submodules", "check_inputs", "check_input_ids",
@@ -157,9 +158,9 @@ def check_saved_prompt(model: nn.Module, directory, config_dict: dict, tensors: 
             f"{directory} holds a prompt for token_dim={token_dim}, but this model's hidden size is {d_model}: "
             "the prompt was trained for another model. Load it onto the model it was saved from."
         )
-    saved_name = _portable_name(config_dict.get("base_model_name_or_path") or None)
+    saved_name = portable_name(config_dict.get("base_model_name_or_path") or None)
     mc = getattr(model, "config", None)
-    model_name = _portable_name(getattr(mc, "name_or_path", None) or getattr(mc, "_name_or_path", None) or None)
+    model_name = portable_name(getattr(mc, "name_or_path", None) or getattr(mc, "_name_or_path", None) or None)
     if saved_name and model_name and saved_name.rstrip("/") != model_name.rstrip("/"):
         warnings.warn(
             f"{directory} holds a prompt trained on {saved_name!r}, but this model is {model_name!r}. The "

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -379,8 +380,6 @@ def _read_json(path: Path):
 
 def _cache_entry_problem(target: Path) -> str | None:
     """What is wrong with a converted-model directory (a missing or truncated file), or None."""
-    from safetensors import safe_open
-
     weights = sorted(target.glob("*.safetensors"))
     if not weights:
         return "no model.safetensors"

@@ -17,6 +17,7 @@ import math
 from enum import Enum
 
 import torch
+from transformers.optimization import Adafactor
 
 __all__ = ["OptimizerName", "Schedule", "DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "make_optimizer", "lr_factor"]
 
@@ -48,8 +49,6 @@ def make_optimizer(params, name: str | OptimizerName, lr: float, weight_decay: f
     params = list(params)
     if name is OptimizerName.ADAMW:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    from transformers.optimization import Adafactor  # heavy (~3 s): imported only when an Adafactor run needs it
-
     return Adafactor(
         params, lr=lr, weight_decay=weight_decay, decay_rate=-0.8, beta1=None, clip_threshold=1.0,
         scale_parameter=False, relative_step=False, warmup_init=False,

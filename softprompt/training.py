@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .batching import Batches, Mixing, model_inputs, training_rows
 from .callbacks import Callback, TrainState
+from .config_checks import as_enum
 from .evaluation import evaluate
 from .history import History
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
@@ -29,7 +30,7 @@ from .resume import save, start_or_resume
 from .shared_prompt import shared_prompt_loss
 from .task_ids import check_task_id
 from .training_checks import (
-    _enum, check_overrides, check_train_arguments, check_training_config, nonfinite_message, trainable_parameters,
+    check_overrides, check_train_arguments, check_training_config, nonfinite_message, trainable_parameters,
 )
 
 __all__ = ["Mixing", "TrainingConfig", "History", "train", "model_inputs", "plain_loss", "default_loss"]
@@ -61,11 +62,11 @@ class TrainingConfig:
     resume: bool = True  # continue from the newest checkpoint in checkpoint_dir (False: delete them, start over)
 
     def __post_init__(self):
-        self.optimizer = _enum(OptimizerName, self.optimizer, "optimizer")
-        self.mixing = _enum(Mixing, self.mixing, "mixing")
+        self.optimizer = as_enum(OptimizerName, self.optimizer, "optimizer")
+        self.mixing = as_enum(Mixing, self.mixing, "mixing")
         if self.schedule is None:
             self.schedule = Schedule.CONSTANT if self.optimizer is OptimizerName.ADAFACTOR else Schedule.LINEAR
-        self.schedule = _enum(Schedule, self.schedule, "schedule")
+        self.schedule = as_enum(Schedule, self.schedule, "schedule")
         self.lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
         self.weight_decay = DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay
         check_training_config(self)  # ValueErrors naming the field and the fix

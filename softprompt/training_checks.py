@@ -8,7 +8,6 @@ training computes. Kept beside :mod:`softprompt.training` so the loop reads shor
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import torch
 
@@ -20,14 +19,6 @@ __all__ = [
     "check_training_config", "check_overrides", "check_train_arguments", "check_task_ids", "check_tasks",
     "trainable_parameters", "nonfinite_message",
 ]
-
-
-def _enum(cls, value, name):
-    # TODO(issue 10): the same helper as config._enum; deduplicate into config_checks._enum once that lands.
-    try:
-        return cls(value.value if isinstance(value, Enum) else str(value).lower())
-    except ValueError:
-        raise ValueError(f"{name}={value!r}: choose one of {[m.value for m in cls]}.") from None
 
 
 def check_training_config(cfg) -> None:

@@ -14,6 +14,7 @@ local copy given by ``data_dir=`` / ``data_files=``.
 from __future__ import annotations
 
 from .builtin import BUILTIN_TASKS, build_splits
+from .hub import HUB_RECIPES, load_hub_task
 from .task import Task
 
 __all__ = ["Task", "load_task", "list_tasks", "TaskNotFoundError"]
@@ -27,8 +28,6 @@ class TaskNotFoundError(KeyError):
 
 
 def _hub_recipes() -> dict:
-    from .hub import HUB_RECIPES
-
     return HUB_RECIPES
 
 
@@ -61,8 +60,6 @@ def load_task(name: str, **kwargs) -> Task:
         )
     recipes = _hub_recipes()
     if name in recipes:
-        from .hub import load_hub_task
-
         return load_hub_task(recipes[name], **kwargs)
     raise TaskNotFoundError(
         f"unknown task {name!r}. Built-in (offline): {', '.join(BUILTIN_TASKS)}. "

@@ -23,7 +23,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
 from datasets import Dataset
 
 from .task import SPLITS, Task
@@ -157,8 +162,6 @@ def _normalize(recipe: HubRecipe, split: str, ds: Dataset) -> Dataset:
 
 
 def _download(recipe: HubRecipe) -> dict[str, Dataset]:
-    import datasets
-
     where = recipe.hub_id + (f" (config {recipe.config!r})" if recipe.config else "")
     try:
         dd = datasets.load_dataset(recipe.hub_id, recipe.config)
@@ -199,11 +202,6 @@ def _as_paths(files) -> list[Path]:
 
 def _read_files(files: list[Path]) -> Dataset:
     """Read parquet / jsonl / csv files into one in-memory Dataset (pyarrow; no cache files)."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.json as pa_json
-    import pyarrow.parquet as pq
-
     tables = []
     for f in files:
         if not f.is_file():
