@@ -4,67 +4,65 @@ Read top to bottom, the public names follow a learner's path through the noteboo
 load a model, configure and attach a prompt, train it on a task, evaluate and serve it,
 read what it learned, and transfer it across tasks with MPT.
 
-Names are imported lazily, on first use, so ``import softprompt`` stays fast and a
-notebook pays only for what it touches.
+Plain imports, no lazy table: importing torch and transformers is most of the cost of
+``import softprompt`` (see ARCHITECTURE.md for the measured split), so deferring our own
+modules would save little and hide where each name comes from.
 """
-
-from importlib import import_module
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (one line each; keep grouped by module)
-_LAZY = {
-    # loading a base model
-    "load_model": "models", "load_tokenizer": "models", "ModelLoadError": "models",
-    "PRESETS": "models", "DEFAULT_MODEL": "models",
-    # prompt tuning (Lester et al. 2021)
-    "TaskType": "config", "PromptTuningInit": "config", "TextInitFill": "config", "PromptTuningConfig": "config",
-    "RandomInitScale": "config",
-    "PromptEmbedding": "prompt_embedding",
-    "PromptModel": "prompt_model", "get_prompt_model": "prompt_model",
-    "model_task_type": "model_kind",
-    # multitask prompt tuning (Wang et al. 2023)
-    "MultitaskPromptTuningConfig": "multitask", "MultitaskPromptTuningInit": "multitask",
-    "MultitaskPromptEmbedding": "multitask", "TaskFactorInit": "multitask",
-    "MPTRecipe": "mpt", "train_teachers": "mpt", "distill": "mpt", "adapt_to_target": "mpt",
-    "target_prompt_model": "mpt", "teacher_model": "mpt", "teacher_student_kl": "mpt",
-    # tasks, training, evaluation, serving
-    "Task": "tasks", "load_task": "tasks", "list_tasks": "tasks", "HubDatasetError": "tasks.hub",
-    "TaskNotFoundError": "tasks",
-    "train": "training", "History": "training",
-    "TrainingConfig": "training", "LiveLossPlot": "live", "PromptTrainer": "hf_trainer", "TaskCollator": "hf_trainer",
-    "Callback": "callbacks", "TrainState": "callbacks",
-    "evaluate": "evaluation",
-    "PromptPrefixCache": "prefix_cache",
-    "PromptBank": "serving", "ensemble_predict": "serving", "evaluate_ensemble": "serving",
-    # reading learned prompts
-    "nearest_tokens": "neighbors", "NeighborTable": "neighbors",
-    "PromptSnapshots": "snapshots",
-    # run profiles for the notebooks
-    "pick_profile": "profiles", "Profile": "profiles",
-    "measure_waywardness": "waywardness", "hard_prompt_model": "waywardness", "WaywardnessReport": "waywardness",
-    "PromptExplorer": "explorers", "TaskExplorer": "explorers",
-}
+# loading a base model
+from .models import DEFAULT_MODEL, PRESETS, ModelLoadError, load_model, load_tokenizer
 
-__all__ = sorted(_LAZY)
+# prompt tuning (Lester et al. 2021): the core reading path, in reading order
+from .config import PromptTuningConfig, PromptTuningInit, RandomInitScale, TaskType, TextInitFill
+from .prompt_embedding import PromptEmbedding
+from .multitask import (
+    MultitaskPromptEmbedding, MultitaskPromptTuningConfig, MultitaskPromptTuningInit, TaskFactorInit,
+)
+from .prompt_model import PromptModel, get_prompt_model
+from .training import TrainingConfig, train
+from .evaluation import evaluate
 
+# beside the core: other heads (they register their task types with PromptModel), kinds of model
+from . import seq2seq, seq_cls  # noqa: F401  (importing them registers SEQ_2_SEQ_LM and SEQ_CLS)
+from .model_kind import model_task_type
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    else:  # a submodule, e.g. sp.profiles or sp.figures
-        try:
-            value = import_module(f".{name}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module 'softprompt' has no attribute {name!r}") from None
-    globals()[name] = value
-    return value
+# tasks, training helpers, serving
+from .tasks import Task, TaskNotFoundError, list_tasks, load_task
+from .tasks.hub import HubDatasetError
+from .history import History
+from .callbacks import Callback, TrainState
+from .live import LiveLossPlot
+from .hf_trainer import PromptTrainer, TaskCollator
+from .prefix_cache import PromptPrefixCache
+from .serving import PromptBank, ensemble_predict, evaluate_ensemble
 
+# multitask prompt tuning (Wang et al. 2023): the pipeline
+from .mpt import (
+    MPTRecipe, adapt_to_target, distill, target_prompt_model, teacher_model, teacher_student_kl, train_teachers,
+)
 
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+# reading learned prompts
+from .neighbors import NeighborTable, nearest_tokens
+from .snapshots import PromptSnapshots
+from .waywardness import WaywardnessReport, hard_prompt_model, measure_waywardness
+from .explorers import PromptExplorer, TaskExplorer
+from . import figures  # noqa: F401  (sp.figures)
 
+# run profiles for the notebooks
+from . import profiles  # noqa: F401  (sp.profiles)
+from .profiles import Profile, pick_profile
 
-from . import seq2seq, seq_cls  # noqa: E402, F401  (register the task types)
+__all__ = [
+    "DEFAULT_MODEL", "PRESETS", "ModelLoadError", "load_model", "load_tokenizer",
+    "PromptTuningConfig", "PromptTuningInit", "RandomInitScale", "TaskType", "TextInitFill", "PromptEmbedding",
+    "MultitaskPromptEmbedding", "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "TaskFactorInit",
+    "PromptModel", "get_prompt_model", "TrainingConfig", "train", "evaluate", "model_task_type",
+    "Task", "TaskNotFoundError", "list_tasks", "load_task", "HubDatasetError", "History", "Callback", "TrainState",
+    "LiveLossPlot", "PromptTrainer", "TaskCollator", "PromptPrefixCache", "PromptBank", "ensemble_predict",
+    "evaluate_ensemble", "MPTRecipe", "adapt_to_target", "distill", "target_prompt_model", "teacher_model",
+    "teacher_student_kl", "train_teachers", "NeighborTable", "nearest_tokens", "PromptSnapshots",
+    "WaywardnessReport", "hard_prompt_model", "measure_waywardness", "PromptExplorer", "TaskExplorer",
+    "Profile", "pick_profile",
+]
