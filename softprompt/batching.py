@@ -21,7 +21,7 @@ from enum import Enum
 
 import torch
 
-from .config import TaskType
+from .enums import TaskType
 from .context import batch_max_length, check_num_labels, check_token_ids
 from .model_kind import model_task_type
 

@@ -18,18 +18,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import TaskType
+from .enums import TaskType
 from .context import batch_max_length, check_token_ids
-from .model_kind import model_task_type
+from .model_kind import is_prompt_model, model_task_type
 from .task_ids import task_id_for
 
 __all__ = ["split_examples", "length_order", "unsort", "iter_batches", "ordered_batches", "eval_mode",
            "encode_inputs", "task_id_inputs", "is_prompt_model", "model_kind_of"]
-
-
-def is_prompt_model(model: nn.Module) -> bool:
-    """True for a PromptModel (a prompt and a base model); False for a plain Hugging Face model."""
-    return hasattr(model, "get_prompt") and hasattr(model, "base_model")
 
 
 def model_kind_of(model: nn.Module) -> TaskType:

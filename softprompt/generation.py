@@ -14,7 +14,7 @@ import re
 import torch
 from torch import nn
 
-from .config import TaskType
+from .enums import TaskType
 from .eval_batches import encode_inputs, is_prompt_model, model_kind_of, task_id_inputs
 
 __all__ = ["generate_predictions", "match_label"]

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from .config import TaskType
+from .enums import TaskType
 from .config_from_model import portable_name
 
 __all__ = [

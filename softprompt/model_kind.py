@@ -21,7 +21,7 @@ from transformers.models.auto import modeling_auto
 
 from .enums import TaskType
 
-__all__ = ["model_task_type", "check_task_type", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
+__all__ = ["model_task_type", "check_task_type", "is_prompt_model", "find_classifier_head", "CLASSIFIER_HEAD_NAMES"]
 
 # PEFT's PeftModelForSequenceClassification makes these top-level children trainable and saves them.
 CLASSIFIER_HEAD_NAMES = ("classifier", "score")
@@ -49,6 +49,11 @@ def _has_lm_head(model: nn.Module) -> bool:
         return get is not None and get() is not None
     except (NotImplementedError, AttributeError):
         return False
+
+
+def is_prompt_model(model: nn.Module) -> bool:
+    """True for a PromptModel (a prompt and a base model); False for a plain Hugging Face model."""
+    return hasattr(model, "get_prompt") and hasattr(model, "base_model")
 
 
 def model_task_type(model: nn.Module) -> TaskType | None:

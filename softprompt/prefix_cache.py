@@ -30,7 +30,7 @@ import copy
 import torch
 from torch import nn
 
-from .config import TaskType
+from .enums import TaskType
 from .hf_compat import cache_kwargs, output_cache
 from .model_kind import model_task_type
 from .positions import causal_position_ids

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import TaskType
+from .enums import TaskType
 from .model_kind import model_task_type
 from .prefix_cache import shared_prompt_forward
 

