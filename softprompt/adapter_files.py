@@ -49,7 +49,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .atomic import atomic_save_safetensors, atomic_write_json
+from .atomic import atomic_save_safetensors, atomic_write_json, fsync_dir
 
 __all__ = [
     "ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "SIDECAR_CONFIG_NAME", "PROMPT_PEFT_TYPES",
@@ -131,16 +131,6 @@ def _staging_path(target: Path, kind: str) -> Path:
     return target.parent / STAGING_DIR_NAME / f"{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)  # no data copied; the old directory's name for it goes when that directory does
@@ -176,7 +166,7 @@ def _save_swapped(target: Path, config: dict, tensors: dict[str, torch.Tensor], 
         if target.exists():
             shutil.copymode(target, tmp)
             _carry_over(target, tmp)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if target.exists():
             try:
                 os.rename(target, old)  # from here until the next rename, a load restores `old`
@@ -191,7 +181,7 @@ def _save_swapped(target: Path, config: dict, tensors: dict[str, torch.Tensor], 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         with _lock:

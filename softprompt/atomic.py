@@ -17,7 +17,33 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_save_safetensors"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_save_safetensors", "fsync_dir",
+           "fsync_tree"]
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a directory's entries (a rename, a new file) durable; best effort where the OS cannot."""
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | os.PathLike) -> None:
+    """fsync every file below ``path``, then ``path`` itself: a whole directory durable before a rename."""
+    for p in Path(path).rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(path)
 
 
 @contextmanager

@@ -41,7 +41,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .atomic import atomic_save_safetensors, atomic_write_json
+from .atomic import atomic_save_safetensors, atomic_write_json, fsync_dir
 
 __all__ = [
     "Checkpoint", "DamagedCheckpointError", "save_checkpoint", "load_checkpoint", "load_newest_intact",
@@ -213,7 +213,7 @@ def save_checkpoint(
         if final.exists():  # only when re-saving a step (e.g. after a stop at the same step)
             shutil.rmtree(final)
         os.rename(tmp, final)  # the atomic moment: before it no checkpoint, after it a complete one
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -288,14 +288,3 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else ""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

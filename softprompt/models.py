@@ -46,6 +46,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from .atomic import fsync_dir, fsync_tree
+
 __all__ = [
     "DEFAULT_MODEL", "PRESETS", "ModelCacheError", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model",
     "load_tokenizer", "preset_key",
@@ -347,13 +349,13 @@ def _cached_gguf_conversion(name: str, preset: Preset) -> Path:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             (tmp / "softprompt-source.json").write_text(json.dumps(stamp))
-            _fsync_tree(tmp)  # durable before the rename makes it visible
+            fsync_tree(tmp)  # durable before the rename makes it visible
             if target.is_dir() and not target.is_symlink():  # stale, foreign or damaged cache: replace it
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
                 target.unlink()
             os.replace(tmp, target)
-            _fsync_dir(root)
+            fsync_dir(root)
         except OSError as exc:
             raise _cache_error(root, f"could not hold the converted model ({target.name}, ~550 MB)", exc) from exc
         print(f"softprompt: converted {gguf.name} to {target} in {time.perf_counter() - t0:.0f} s (once).")
@@ -404,27 +406,6 @@ def _remove_stale_conversions(root: Path, name: str, age_s: float = 3600.0) -> N
                 shutil.rmtree(p, ignore_errors=True)
         except OSError:
             pass
-
-
-def _fsync_tree(path: Path) -> None:
-    for p in path.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _dequantize(gguf: Path):
