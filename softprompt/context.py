@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .tasks.task import _context_limit
+from .tasks.task import length_limit
 
 __all__ = ["context_size", "position_table_size", "batch_max_length", "check_token_ids", "check_num_labels"]
 
@@ -74,7 +74,7 @@ def batch_max_length(model, tokenizer, max_length: int | None = None, num_virtua
     :func:`context_size`, less ``new_tokens`` positions kept free for generation. Raises
     ``ValueError`` when the prompt (and the new tokens) leave no room for any text.
     """
-    requested = _context_limit(tokenizer, max_length)
+    requested = length_limit(tokenizer, max_length)
     context = context_size(model)
     limits = [n for n in (requested, context) if n is not None]
     if not limits:

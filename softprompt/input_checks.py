@@ -19,7 +19,7 @@ from .config_from_model import portable_name
 
 __all__ = [
     "check_real_weights", "check_model_class", "check_transformer_submodules", "check_inputs", "check_input_ids",
-    "check_length", "check_logits_to_keep", "check_generate_inputs", "check_saved_prompt",
+    "check_length", "check_logits_to_keep", "check_no_logits_to_keep", "check_generate_inputs", "check_saved_prompt",
 ]
 
 
@@ -131,6 +131,12 @@ def check_logits_to_keep(logits_to_keep: int, L: int) -> int:
     if k < 0 or k > L:
         raise ValueError(f"logits_to_keep={k} is outside 0..{L} (the input length); use 0 for all positions.")
     return k
+
+
+def check_no_logits_to_keep(prompt_model, logits_to_keep: int) -> None:
+    """``logits_to_keep`` is a causal-LM option: other task types refuse anything but 0."""
+    if logits_to_keep:
+        raise ValueError(f"logits_to_keep is for causal LMs; task_type={prompt_model.task_type.value}: leave it 0.")
 
 
 def check_generate_inputs(prompt_model, mask: torch.Tensor, L: int, max_new_tokens: int | None) -> None:

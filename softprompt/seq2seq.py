@@ -15,6 +15,7 @@ from transformers.models.bart.modeling_bart import shift_tokens_right
 
 from .config import TaskType
 from .hf_compat import cache_kwargs
+from .input_checks import check_no_logits_to_keep
 from .positions import strip_prompt
 from .prompt_model import PromptModel
 
@@ -28,8 +29,7 @@ class Seq2SeqPromptModel(PromptModel, task_type=TaskType.SEQ_2_SEQ_LM):
                 labels: torch.Tensor | None = None, task_ids=None, inputs_embeds: torch.Tensor | None = None,
                 logits_to_keep: int = 0, **kwargs):
         """Run the base model with the encoder reading ``[P_e; X_e]`` (Lester §2); ``labels`` are the decoder's."""
-        if logits_to_keep:
-            raise ValueError(f"logits_to_keep is for causal LMs; task_type={self.task_type.value}: leave it 0.")
+        check_no_logits_to_keep(self, logits_to_keep)
         return self._forward_seq2seq(input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs)
 
     def _decoder_prompt_inputs(self, prompt, labels, kwargs):

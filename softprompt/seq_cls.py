@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import TaskType
+from .input_checks import check_no_logits_to_keep
 from .model_kind import CLASSIFIER_HEAD_NAMES, find_classifier_head
 from .positions import extend_token_type_ids, strip_prompt
 from .prompt_model import PromptModel
@@ -38,8 +39,7 @@ class SeqClsPromptModel(PromptModel, task_type=TaskType.SEQ_CLS):
                 labels: torch.Tensor | None = None, task_ids=None, inputs_embeds: torch.Tensor | None = None,
                 logits_to_keep: int = 0, **kwargs):
         """Class logits ``(B, num_labels)`` of ``[P_e; X_e]`` (Lester §2); ``labels`` ``(B,)`` give the loss."""
-        if logits_to_keep:
-            raise ValueError(f"logits_to_keep is for causal LMs; task_type={self.task_type.value}: leave it 0.")
+        check_no_logits_to_keep(self, logits_to_keep)
         return self._forward_seq_cls(input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs)
 
     def _forward_seq_cls(self, input_ids, attention_mask, labels, task_ids, inputs_embeds, **kwargs):

@@ -41,7 +41,7 @@ from datasets import Dataset
 
 from ..label_words import label_word_ids
 
-__all__ = ["Task", "TaskDataError", "SPLITS", "TEXT_FIELDS"]
+__all__ = ["Task", "TaskDataError", "SPLITS", "TEXT_FIELDS", "length_limit"]
 
 SPLITS = ("train", "validation", "test")
 TEXT_FIELDS = ("text", "text_b")  # the columns a template may name
@@ -339,7 +339,7 @@ class Task:
         """Tokenized sources, the example text truncated so that prompt + source + target fits."""
         if num_virtual_tokens < 0:
             raise ValueError(f"num_virtual_tokens={num_virtual_tokens} must be >= 0.")
-        limit = _context_limit(tokenizer, max_length)
+        limit = length_limit(tokenizer, max_length)
         sources = tokenizer([self.format(r) for r in rows], add_special_tokens=True)["input_ids"]
         if limit is None:
             return [list(s) for s in sources]
@@ -453,7 +453,8 @@ def _pad_id(tokenizer) -> int:
     return pad
 
 
-def _context_limit(tokenizer, max_length: int | None) -> int | None:
+def length_limit(tokenizer, max_length: int | None) -> int | None:
+    """The length a row must fit: ``max_length`` if given, else the tokenizer's finite ``model_max_length``."""
     if max_length is not None:
         if max_length <= 0:
             raise ValueError(f"max_length={max_length} must be positive (the model's context length).")
