@@ -147,7 +147,7 @@ def check_ids(prompt_model, batch: dict, task_type: str) -> None:
     """Token ids past the model's embeddings get a clear error here, not an IndexError inside torch."""
     check_token_ids(prompt_model, batch["input_ids"])
     if task_type == TaskType.SEQ_2_SEQ_LM:  # the decoder embeds the label words' ids
-        check_token_ids(prompt_model, batch["labels"], "labels")
+        check_token_ids(prompt_model, batch["labels"], "labels", ignore_index=-100)
 
 
 _PAD_VALUE = {"labels": -100, "attention_mask": 0, "decoder_attention_mask": 0}

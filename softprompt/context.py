@@ -98,15 +98,22 @@ def _embedding_rows(model) -> int | None:
     return getattr(emb, "num_embeddings", None)
 
 
-def check_token_ids(model, ids: torch.Tensor, what: str = "input_ids") -> None:
-    """Raise ``ValueError`` if a token id in ``ids`` is past ``model``'s embedding matrix (one ``.max()``)."""
+def check_token_ids(model, ids: torch.Tensor, what: str = "input_ids", ignore_index: int | None = None) -> None:
+    """Raise ``ValueError`` if a token id in ``ids`` is outside ``model``'s embedding matrix (one ``aminmax``).
+
+    ``ignore_index`` (e.g. -100 in labels) marks positions that are not token ids. The check reads the values,
+    so on an accelerator it waits for the device: callers run it on CPU batches.
+    """
     size = _embedding_rows(model)
+    if ignore_index is not None:
+        ids = ids[ids != ignore_index]
     if size is None or ids.numel() == 0:
         return
-    top = int(ids.max())
-    if top >= size:
+    lo, hi = (int(x) for x in torch.aminmax(ids))
+    if lo < 0 or hi >= size:
+        bad = lo if lo < 0 else hi
         raise ValueError(
-            f"the batch's {what} hold token id {top} but the model's embedding matrix has only {size} rows "
+            f"the batch's {what} hold token id {bad} but the model's embedding matrix has only {size} rows "
             f"(ids 0..{size - 1}): the tokenizer does not belong to this model. Use the model's own tokenizer, "
             f"or, after adding tokens to it, call model.resize_token_embeddings(len(tokenizer)) before "
             f"building the prompt model."

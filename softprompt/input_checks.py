@@ -16,6 +16,7 @@ from torch import nn
 
 from .enums import TaskType
 from .config_from_model import portable_name
+from .context import check_token_ids
 
 __all__ = [
     "check_real_weights", "check_model_class", "check_transformer_submodules", "check_inputs", "check_input_ids",
@@ -100,17 +101,8 @@ def check_input_ids(prompt_model, input_ids, check_vocab: bool | None = None) ->
         )
     if check_vocab is None:
         check_vocab = input_ids.device.type == "cpu"
-    if check_vocab and input_ids.numel():
-        lo, hi = (int(x) for x in torch.aminmax(input_ids))
-        V = prompt_model.word_embeddings.num_embeddings
-        if lo < 0 or hi >= V:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"input_ids holds token id {bad}, but {type(prompt_model.base_model).__name__} has embeddings for ids "
-                f"0..{V - 1} only (vocabulary size {V}): the tokenizer does not belong to this model, or it has "
-                "tokens added after the model was loaded. Use the model's own tokenizer, or call "
-                "model.resize_token_embeddings(len(tokenizer)) before get_prompt_model."
-            )
+    if check_vocab:
+        check_token_ids(prompt_model, input_ids)
 
 
 def check_length(prompt_model, length: int, what: str = "input tokens") -> None:
