@@ -42,6 +42,14 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def project_relative(value):
+    """A path under the project as a relative path (results files must not name this machine's directories)."""
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(ROOT):
+        return str(Path(value).resolve().relative_to(ROOT))
+    return value
 METHODS = ("random", "text", "class_labels", "spot", "mpt_plain", "mpt_distill")
 
 
@@ -322,7 +330,7 @@ def main(argv=None) -> dict:
 
     out = {
         "benchmark": "mpt_transfer",
-        "args": {k: v for k, v in vars(args).items()},
+        "args": {k: project_relative(v) for k, v in vars(args).items()},
         "plan": cost,
         "shared_across_seeds": "teachers and both MPT sources are trained once (seed 0) and shared by every seed",
         "timings_s": dict(timings, total=total),
