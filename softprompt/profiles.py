@@ -33,10 +33,25 @@ class Profile:
     batch_size: int = 8
     num_virtual_tokens: int = 8
     eval_examples: int | None = 128  # None = the whole split
+    dtype: str = "float32"  # model weights: float32, bfloat16, float16, or "auto" (bf16 where supported, else fp16)
+    max_length: int | None = None  # prompt + text + label tokens per row in training and evaluation; None: no cap
+    grad_accum_steps: int = 1  # an optimizer step's batch_size rows run as this many micro-batches (memory)
+    eval_batch_size: int = 32  # rows per evaluation forward
+    notebooks: dict[str, dict] = field(default_factory=dict)  # notebook number -> its own knobs (see knobs())
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch_size <= 0 or self.num_virtual_tokens <= 0:
             raise ValueError(f"Profile {self.name!r}: steps, batch_size and num_virtual_tokens must be positive.")
+
+    def knobs(self, notebook: str) -> dict:
+        """The knobs of one notebook (``"02"``) under this profile: steps, sizes, task lists.
+
+        They live here, not in the notebooks, so that ``benchmarks/gpu_budget.py`` can check a
+        profile's cost before any GPU is used.
+        """
+        if notebook not in self.notebooks:
+            raise KeyError(f"profile {self.name!r} has no knobs for notebook {notebook!r}; known: {sorted(self.notebooks)}")
+        return dict(self.notebooks[notebook])
 
     def with_(self, **changes) -> Profile:
         """A copy with some knobs changed, e.g. ``profile.with_(steps=10)``."""
@@ -53,6 +68,18 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         num_virtual_tokens=8,
         eval_examples=128,
+        dtype="float32",
+        max_length=None,
+        notebooks={
+            "02": dict(ablation_steps=10, lengths=[2, 20], eval_every=20, eval_examples=64),
+            "03": dict(steps=40, wayward_steps=100, every=5, lr=0.1),
+            "04": dict(sources=["sentiment_movies", "topic", "formality"], target="arbitrary_sentiment",
+                       teacher_steps=20, distill_steps=30, target_steps=15, target_examples=32,
+                       eval_examples=64, max_length=64),
+            "05": dict(tasks={"movies": "sentiment_movies", "emotion": "emotion", "formality": "formality"},
+                       steps=15, ensemble_seeds=[0, 1, 2], mixed_examples=48, timing_examples=32,
+                       timing_repeats=2),
+        },
     ),
     "gpu": Profile(
         name="gpu",
@@ -63,6 +90,18 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         num_virtual_tokens=20,
         eval_examples=None,
+        dtype="auto",
+        max_length=256,
+        notebooks={
+            "02": dict(ablation_steps=100, lengths=[5, 50, 100], eval_every=50, eval_examples=1000),
+            "03": dict(steps=300, wayward_steps=300, every=25, lr=0.1),
+            "04": dict(sources=["mnli", "qnli", "qqp", "sst2"], target="boolq",
+                       teacher_steps=300, distill_steps=500, target_steps=100, target_examples=32,
+                       eval_examples=1000, max_length=256),
+            "05": dict(tasks={"sst2": "sst2", "news": "ag_news", "qnli": "qnli"},
+                       steps=300, ensemble_seeds=[0, 1, 2, 3, 4], mixed_examples=500, timing_examples=1024,
+                       timing_repeats=3),
+        },
     ),
 }
 
