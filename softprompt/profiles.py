@@ -8,7 +8,14 @@ the data and the number of steps, never the code:
 * ``gpu``: a larger hub model, hub datasets and settings closer to the papers'.
 
 The choice is automatic (a CUDA device means ``gpu``) and can be overridden by passing a
-name or setting ``SOFTPROMPT_PROFILE=cpu|gpu``.
+name or setting ``SOFTPROMPT_PROFILE=cpu|gpu``. Two more variables let CI run the ``gpu``
+profile's code path on a CPU with stand-ins (``tests/test_gpu_profile_notebooks.py``):
+
+* ``SOFTPROMPT_MODEL=<preset, hub id or directory>`` replaces the profile's model;
+* ``SOFTPROMPT_DATA_DIR=<folder>`` makes :func:`softprompt.load_task` read hub tasks from local
+  copies, one subfolder per task (``<folder>/sst2/train.parquet`` ...), instead of the hub;
+* ``SOFTPROMPT_STEP_SCALE=<factor in (0, 1]>`` shortens every training run (the profile's ``steps``
+  and each notebook knob named ``*steps`` or ``*every``), e.g. ``0.1`` for a quick check.
 """
 
 from __future__ import annotations
@@ -107,8 +114,33 @@ PROFILES: dict[str, Profile] = {
 
 
 def pick_profile(name: str | None = None) -> Profile:
-    """``name``, else ``$SOFTPROMPT_PROFILE``, else ``gpu`` when CUDA is available, else ``cpu``."""
+    """``name``, else ``$SOFTPROMPT_PROFILE``, else ``gpu`` when CUDA is available, else ``cpu``.
+
+    ``$SOFTPROMPT_MODEL``, when set, replaces the profile's model (a stand-in for CI, or your own).
+    """
     name = name or os.environ.get("SOFTPROMPT_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)} (or unset SOFTPROMPT_PROFILE).")
-    return PROFILES[name]
+    profile = PROFILES[name]
+    model = os.environ.get("SOFTPROMPT_MODEL", "").strip()
+    if model:
+        profile = profile.with_(model=model)
+    scale = os.environ.get("SOFTPROMPT_STEP_SCALE", "").strip()
+    return _scaled(profile, scale) if scale else profile
+
+
+def _scaled(profile: Profile, scale: str) -> Profile:
+    """``profile`` with every step count and every interval (``*steps``, ``*every``) times ``scale``."""
+    try:
+        factor = float(scale)
+    except ValueError:
+        factor = float("nan")
+    if not 0 < factor <= 1:
+        raise ValueError(f"SOFTPROMPT_STEP_SCALE={scale!r}: use a number in (0, 1], e.g. 0.1, or unset it.")
+
+    def fewer(n: int) -> int:
+        return max(1, round(n * factor))
+
+    notebooks = {nb: {k: fewer(v) if k.endswith(("steps", "every")) and isinstance(v, int) else v
+                      for k, v in knobs.items()} for nb, knobs in profile.notebooks.items()}
+    return profile.with_(steps=fewer(profile.steps), notebooks=notebooks)

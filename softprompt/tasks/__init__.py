@@ -13,6 +13,9 @@ local copy given by ``data_dir=`` / ``data_files=``.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from .builtin import BUILTIN_TASKS, build_splits
 from .hub import HUB_RECIPES, load_hub_task
 from .task import Task
@@ -48,6 +51,8 @@ def load_task(name: str, **kwargs) -> Task:
 
     Built-in tasks take no arguments. Hub recipes accept ``data_dir=`` (a local copy laid out
     like the hub repository) or ``data_files=`` (split -> file(s)), and ``validation_size=``.
+    Without either, ``$SOFTPROMPT_DATA_DIR`` (when set) points at local copies, one folder per
+    task: ``$SOFTPROMPT_DATA_DIR/<name>/``.
     """
     if name in BUILTIN_TASKS:
         if kwargs:
@@ -60,6 +65,9 @@ def load_task(name: str, **kwargs) -> Task:
         )
     recipes = _hub_recipes()
     if name in recipes:
+        root = os.environ.get("SOFTPROMPT_DATA_DIR", "").strip()
+        if root and "data_dir" not in kwargs and "data_files" not in kwargs:
+            kwargs["data_dir"] = Path(root) / name
         return load_hub_task(recipes[name], **kwargs)
     raise TaskNotFoundError(
         f"unknown task {name!r}. Built-in (offline): {', '.join(BUILTIN_TASKS)}. "

@@ -1,0 +1,97 @@
+"""The gpu profile's notebooks, run on a CPU: every cell of the GPU path, with stand-ins.
+
+The Colab walkthrough runs ``SOFTPROMPT_PROFILE=gpu``: another model, hub datasets, other knobs and
+``device = "cuda"``. No GPU is needed to find most of what would break there. Each notebook runs
+top to bottom under ``SOFTPROMPT_PROFILE=gpu`` with
+
+* ``SOFTPROMPT_MODEL``: a tiny random Llama with SmolLM2's tokenizer (``tests/gpu_standin.py``);
+* ``SOFTPROMPT_DATA_DIR``: hub-shaped local copies of every hub dataset the profile reads;
+* a first cell that enters :class:`softprompt.device_check.SimulatedAccelerator`, so the model goes
+  "to cuda" and any tensor a cell leaves on the CPU fails as on a real GPU;
+* the gpu profile's own knobs, except that ``SOFTPROMPT_STEP_SCALE`` (below) shortens the training
+  runs (read by :func:`softprompt.profiles.pick_profile`).
+
+Outcome assertions that depend on a trained real model pass here only by chance, so the notebooks
+state them as invariants that hold for any model (a loss that falls from ln V, a vote no worse
+than its members), or as comparisons within a standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from gpu_standin import HUB_TASKS, write_hub_data, write_standin_model
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
+    (ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+STEP_SCALE = "0.1"  # the gpu knobs' 100-500 steps become 10-50: the same code, a tenth of the time
+CELL_TIMEOUT_S = 300
+
+ENTER = """\
+# injected by tests/test_gpu_profile_notebooks.py: tensors on "cuda" live on the CPU, and mixing raises
+from softprompt.device_check import SimulatedAccelerator
+_accelerator = SimulatedAccelerator().__enter__()
+"""
+CHECK = """\
+# injected: the model really went to the (simulated) accelerator
+assert _accelerator.on_accelerator(next(model.parameters())), "the gpu profile left the model on the CPU"
+"""
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("gpu_standin")
+    return {"SOFTPROMPT_PROFILE": "gpu", "SOFTPROMPT_MODEL": str(write_standin_model(root / "model")),
+            "SOFTPROMPT_DATA_DIR": str(write_hub_data(root / "data")), "SOFTPROMPT_STEP_SCALE": STEP_SCALE}
+
+
+def test_the_env_overrides_swap_model_data_and_steps(standin, monkeypatch):
+    import softprompt as sp
+    from softprompt.profiles import PROFILES, pick_profile
+
+    for key, value in standin.items():
+        monkeypatch.setenv(key, value)
+    profile = pick_profile()
+    gpu = PROFILES["gpu"]
+    assert profile.name == "gpu" and profile.device == "cuda" and profile.model == standin["SOFTPROMPT_MODEL"]
+    assert profile.steps == round(gpu.steps * 0.1) and profile.knobs("04")["distill_steps"] == 50
+    assert profile.knobs("04")["target_examples"] == gpu.knobs("04")["target_examples"]  # only steps scale
+    for name in HUB_TASKS:
+        task = sp.load_task(name)
+        assert task.source == "hub" and task.metadata["local"].endswith(name)
+        assert min(task["test"]["label"]) >= 0  # GLUE's unlabelled test split is never read
+    assert set(sp.load_task("boolq")["train"]["label"]) == {0, 1}  # bool answers -> ints
+    monkeypatch.setenv("SOFTPROMPT_STEP_SCALE", "zero")
+    with pytest.raises(ValueError, match="SOFTPROMPT_STEP_SCALE"):
+        pick_profile()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_gpu_profile(path, standin, monkeypatch):
+    for key, value in standin.items():
+        monkeypatch.setenv(key, value)  # the kernel inherits the environment
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # this checkout's softprompt, not an installed one
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(ENTER))
+    nb.cells.append(nbformat.v4.new_code_cell(CHECK))
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        pytest.fail(f"{path.name} fails on the gpu profile (stand-in model, simulated cuda):\n{message[-4000:]}")
+    print(f"{path.name}: {time.perf_counter() - start:.1f} s")
