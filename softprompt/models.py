@@ -215,7 +215,6 @@ def load_tokenizer(
     """
     if tokenizer_kwargs.get("trust_remote_code"):
         raise ValueError("load_tokenizer never passes trust_remote_code; drop it from tokenizer_kwargs.")
-    dtype = resolve_dtype(dtype, device if device is not None else "cpu")  # ValueError for an unknown name
     offline = is_offline() if offline is None else offline
     key = preset_key(name_or_path)
     preset = PRESETS.get(key) if key else None

@@ -101,8 +101,13 @@ def test_half_precision_loss_and_scores_match_float32(causal_arch, dtype):
         assert got["scores"].dtype == torch.float32
         assert (got["scores"] - ref["scores"]).abs().max() <= 2e-2
         assert sum(a != b for a, b in zip(got["predictions"], ref["predictions"])) <= 1
-    generated = evaluate(pm, tok, task, "validation", method="generate", max_examples=4, max_new_tokens=2)
-    assert generated["n"] == 4
+    ref_gen = evaluate(pm.float(), tok, task, "validation", method="generate", max_examples=4, max_new_tokens=2,
+                       return_predictions=True)["generations"]
+    pm.base_model.to(dtype)
+    for use_cache in (True, False):  # PromptPrefixCache.generate and PromptModel.generate
+        got = evaluate(pm, tok, task, "validation", method="generate", max_examples=4, max_new_tokens=2,
+                       use_cache=use_cache, return_predictions=True)["generations"]
+        assert sum(a != b for a, b in zip(got, ref_gen)) <= 1
 
 
 @pytest.mark.parametrize("arch,task_type", [("t5", "SEQ_2_SEQ_LM"), ("bert", "SEQ_CLS")])
