@@ -86,9 +86,10 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
     ``method``: ``"rank"`` (rank classification, Lester et al. 2021 §3) or ``"generate"`` (greedy decoding, exact
     match; ``max_new_tokens`` defaults to the longest label word + 1). ``batch_size`` rows per forward pass, the
     first ``max_examples`` examples, each cut to ``max_length`` positions (prompt included; None: the context);
-    a bfloat16/float16 model runs under autocast (:mod:`softprompt.precision`); ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache``
-    reuses the prompt's keys/values across batches (causal LMs; same results, faster); ``sort_by_length`` batches
-    examples of similar length (results in the split's order, unchanged); ``progress`` shows a ``tqdm`` bar.
+    ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache`` reuses the prompt's keys/values
+    across batches (causal LMs; same results, faster); ``sort_by_length`` batches examples of similar length
+    (results in the split's order, unchanged); ``progress`` shows a ``tqdm`` bar. A bfloat16/float16 model runs
+    under autocast, its scores read in float32 (:mod:`softprompt.precision`).
     Returns ``accuracy``, ``n``, ``correct``, ``per_class`` (word -> n, correct, predicted, accuracy), ``confusion``
     (K x K, rows true), ``unmatched``, ``label_words``, ``method``, ``split``; ``return_predictions`` adds
     ``"predictions"`` (class ids, -1 = no label word matched), ``"labels"``, ``"scores"`` ((N, K) log-probs, rank)

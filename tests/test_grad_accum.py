@@ -84,19 +84,6 @@ def test_a_run_may_resume_with_another_grad_accum_steps(tmp_path):
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(grad_accum_steps=0), r"grad_accum_steps=0: must be a positive integer"),
-    (dict(grad_accum_steps=1.5), r"grad_accum_steps=1.5: must be a positive integer"),
-    (dict(grad_accum_steps=3, batch_size=8), r"grad_accum_steps=3 does not divide batch_size=8.*\[1, 2, 4, 8\]"),
-    (dict(eval_batch_size=0), r"eval_batch_size=0: must be a positive integer"),
-])
-def test_bad_accumulation_settings_name_the_field(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        TrainingConfig(**kwargs)
-    with pytest.raises(ValueError, match=match):
-        train(prompt_model("llama"), tiny_tokenizer(), toy_task(), steps=1, progress=False, **kwargs)
-
-
 # ------------------------------------------------------------------ max_length and eval batch size everywhere
 
 def test_max_length_bounds_every_evaluation_entry_point():
