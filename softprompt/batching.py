@@ -27,7 +27,7 @@ from .model_kind import model_task_type
 
 __all__ = [
     "Mixing", "mix_seed", "ExampleOrder", "MixtureSampler", "training_rows", "task_batch", "check_ids", "merge",
-    "trim", "logits_to_keep", "model_inputs", "Batches",
+    "trim", "logits_to_keep", "model_inputs", "loss_items", "Batches",
 ]
 
 
@@ -209,6 +209,11 @@ def model_inputs(prompt_model, batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in keep}
 
 
+def loss_items(batch: dict) -> int:
+    """What the task loss averages over: label tokens (causal, seq2seq: ``labels != -100``), rows (SEQ_CLS)."""
+    return int((batch["labels"] != -100).sum())
+
+
 class Batches:
     """``batches(step)``: the model-ready batch of optimizer step ``step`` (0-based), from sampled ``(task, row)``.
 
@@ -253,3 +258,24 @@ class Batches:
         if self.task_type == TaskType.CAUSAL_LM:
             batch["logits_to_keep"] = logits_to_keep(batch["labels"])
         return batch
+
+    def split(self, batch: dict, n: int) -> list[tuple[dict, float | None]]:
+        """Gradient accumulation: ``batch`` as ``n`` micro-batches of ``B / n`` consecutive rows, each with a weight.
+
+        The task loss is a mean over :func:`loss_items` (label tokens, or rows); micro-batch ``i``'s mean
+        times ``weight_i = items_i / items`` sums to the whole batch's mean, so the accumulated gradient is
+        the whole batch's (to float rounding). Each micro-batch drops its all-padding columns (memory).
+        ``n == 1``: ``[(batch, None)]``, the batch itself, unweighted.
+        """
+        if n == 1:
+            return [(batch, None)]
+        B = len(batch["input_ids"])
+        size, total = B // n, max(loss_items(batch), 1)
+        out = []
+        for i in range(n):
+            part = {k: v[i * size:(i + 1) * size] if torch.is_tensor(v) else v for k, v in batch.items()}
+            part = trim(part, self.task_type)  # (B / n, L_i), L_i <= L
+            if self.task_type == TaskType.CAUSAL_LM:
+                part["logits_to_keep"] = logits_to_keep(part["labels"])
+            out.append((part, loss_items(part) / total))
+        return out

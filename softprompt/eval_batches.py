@@ -114,16 +114,18 @@ def eval_mode(model: nn.Module):
             m.training = training
 
 
-def encode_inputs(model: nn.Module, tokenizer, task, examples: dict, new_tokens: int = 0) -> dict:
+def encode_inputs(model: nn.Module, tokenizer, task, examples: dict, new_tokens: int = 0,
+                  max_length: int | None = None) -> dict:
     """The model inputs ``input_ids, attention_mask (B, L)`` for ``examples``, without targets, on the model's device.
 
-    The text is truncated so that the prompt, the text and ``new_tokens`` generated tokens fit the context.
+    The text is truncated so that the prompt, the text and ``new_tokens`` generated tokens fit the context
+    (and ``max_length`` positions, when given: a memory bound, as in training).
     Causal LMs: the Task's left-padded batch, each row ending right after the template (Lester et al. 2021, §2:
     the prompt goes before it). Seq2seq: the Task's encoder batch. SEQ_CLS: the formatted text, right padded.
     """
     kind = model_kind_of(model)
     T = int(getattr(model, "num_virtual_tokens", 0) or 0) if is_prompt_model(model) else 0
-    limit = batch_max_length(model, tokenizer, None, T, new_tokens)  # None: no limit known
+    limit = batch_max_length(model, tokenizer, max_length, T, new_tokens)  # None: no limit known
     if kind == TaskType.CAUSAL_LM:
         if tokenizer.padding_side != "left":
             raise ValueError(

@@ -21,6 +21,7 @@ from .eval_batches import (encode_inputs, eval_mode, is_prompt_model, iter_batch
                            ordered_batches, split_examples, task_id_inputs, unsort)
 from .generation import generate_predictions, match_label
 from .label_words import first_token_ids
+from .precision import autocast
 from .prefix_cache import PromptPrefixCache
 from .task_ids import task_id_for
 
@@ -31,14 +32,14 @@ METHODS = ("rank", "generate")
 
 @torch.no_grad()
 def class_scores(model: nn.Module, tokenizer, task, examples: dict, *, task_id: int | None = None,
-                 cache: PromptPrefixCache | None = None) -> torch.Tensor:
+                 cache: PromptPrefixCache | None = None, max_length: int | None = None) -> torch.Tensor:
     """Log-probabilities ``(B, K)`` of each class for a batch of ``examples`` (rank classification, §3).
 
     Causal LM: the log-softmax over the vocabulary at the last position, read at each label's first
     token; ``cache`` (for ``model``) supplies the prompt's keys and values. Seq2seq: the same at the
-    first decoder step. SEQ_CLS: the head's log-softmax.
+    first decoder step. SEQ_CLS: the head's log-softmax. Rows fit ``max_length`` positions (None: the context).
     """
-    ids, mask = encode_inputs(model, tokenizer, task, examples).values()  # (B, L), (B, L)
+    ids, mask = encode_inputs(model, tokenizer, task, examples, max_length=max_length).values()  # (B, L), (B, L)
     kind = model_kind_of(model)
     extra = {} if cache is not None else task_id_inputs(model, task_id, len(ids))  # {"task_ids": (B,)} for MPT
     if kind == TaskType.SEQ_CLS:
@@ -76,16 +77,19 @@ def summarize(predictions: list[int], labels: list[int], label_words: list[str])
 
 
 def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, method: str = "rank",
-             batch_size: int = 32, max_examples: int | None = None, task_id: int | None = None,
+             batch_size: int = 32, max_examples: int | None = None, max_length: int | None = None,
+             task_id: int | None = None,
              use_cache: bool = True, max_new_tokens: int | None = None, return_predictions: bool = False,
              sort_by_length: bool = True, progress: bool = False) -> dict:
     """Accuracy of ``prompt_model`` (a PromptModel, or a plain Hugging Face model: zero-shot) on ``task.splits[split]``.
 
     ``method``: ``"rank"`` (rank classification, Lester et al. 2021 §3) or ``"generate"`` (greedy decoding, exact
     match; ``max_new_tokens`` defaults to the longest label word + 1). ``batch_size`` rows per forward pass, the
-    first ``max_examples`` examples; ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache``
-    reuses the prompt's keys/values across batches (causal LMs; same results, faster); ``sort_by_length`` batches
-    examples of similar length (results in the split's order, unchanged); ``progress`` shows a ``tqdm`` bar.
+    first ``max_examples`` examples, each cut to ``max_length`` positions (prompt included; None: the context);
+    ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache`` reuses the prompt's keys/values
+    across batches (causal LMs; same results, faster); ``sort_by_length`` batches examples of similar length
+    (results in the split's order, unchanged); ``progress`` shows a ``tqdm`` bar. A bfloat16/float16 model runs
+    under autocast, its scores read in float32 (:mod:`softprompt.precision`).
     Returns ``accuracy``, ``n``, ``correct``, ``per_class`` (word -> n, correct, predicted, accuracy), ``confusion``
     (K x K, rows true), ``unmatched``, ``label_words``, ``method``, ``split``; ``return_predictions`` adds
     ``"predictions"`` (class ids, -1 = no label word matched), ``"labels"``, ``"scores"`` ((N, K) log-probs, rank)
@@ -108,15 +112,16 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
     batches, order = ordered_batches(task, tokenizer, data, batch_size, sort_by_length=sort_by_length,
                                      progress=f"evaluate {task.name}/{split}" if progress else None)
     predictions, scores, texts = [], [], []
-    with eval_mode(prompt_model):  # dropout off; each module's training flag restored afterwards
+    with eval_mode(prompt_model), autocast(prompt_model):  # dropout off, training flags restored; half: autocast
         for examples in batches:
             if method == "rank":
-                s = class_scores(prompt_model, tokenizer, task, examples, task_id=task_id, cache=cache)  # (B, K)
+                s = class_scores(prompt_model, tokenizer, task, examples, task_id=task_id, cache=cache,
+                                 max_length=max_length)  # (B, K)
                 scores.append(s.cpu())
                 predictions += s.argmax(-1).tolist()
             else:
                 p, t = generate_predictions(prompt_model, tokenizer, task, examples, task_id=task_id, cache=cache,
-                                            max_new_tokens=max_new_tokens)
+                                            max_new_tokens=max_new_tokens, max_length=max_length)
                 predictions += p
                 texts += t
     predictions, labels = unsort(predictions, order), [int(y) for y in data["label"]]

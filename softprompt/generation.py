@@ -42,7 +42,8 @@ def match_label(generated: str, label_words: list[str]) -> int:
 
 @torch.no_grad()
 def generate_predictions(model: nn.Module, tokenizer, task, examples: dict, *, task_id: int | None = None,
-                         cache=None, max_new_tokens: int | None = None) -> tuple[list[int], list[str]]:
+                         cache=None, max_new_tokens: int | None = None,
+                         max_length: int | None = None) -> tuple[list[int], list[str]]:
     """Greedy-decode a few tokens per example; return (predicted class or -1, generated text).
 
     ``cache`` (a :class:`~softprompt.PromptPrefixCache` for ``model``) supplies the prompt's keys and values.
@@ -53,7 +54,7 @@ def generate_predictions(model: nn.Module, tokenizer, task, examples: dict, *, t
     if max_new_tokens is None:  # the longest label word (" " + word), plus one token to see where it ends
         max_new_tokens = max(len(t) for t in task.label_token_ids(tokenizer)) + 1
     new_tokens = max_new_tokens if kind == TaskType.CAUSAL_LM else 0  # room in the context for the answer
-    batch = encode_inputs(model, tokenizer, task, examples, new_tokens=new_tokens)
+    batch = encode_inputs(model, tokenizer, task, examples, new_tokens=new_tokens, max_length=max_length)
     ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, L)
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     if cache is not None:

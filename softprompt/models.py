@@ -47,6 +47,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from .atomic import fsync_dir, fsync_tree
+from .precision import resolve_dtype
 
 __all__ = [
     "DEFAULT_MODEL", "PRESETS", "ModelCacheError", "ModelLoadError", "Preset", "cache_dir", "is_offline", "load_model",
@@ -123,7 +124,7 @@ def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,
     task_type: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     device: str | torch.device | None = None,
     offline: bool | None = None,
     **model_kwargs,
@@ -134,7 +135,9 @@ def load_model(
         name_or_path: a key of :data:`PRESETS` (default ``"smollm2-135m-instruct"``), a hub id,
             or a local directory holding ``config.json``.
         task_type: ``"CAUSAL_LM"``, ``"SEQ_2_SEQ_LM"`` or ``"SEQ_CLS"``; inferred from the config when None.
-        dtype: weights dtype (float32 by default: prompt tuning on a CPU wants it).
+        dtype: weights dtype (float32 by default: prompt tuning on a CPU wants it): a ``torch.dtype`` or
+            ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` (on ``device``: bfloat16 on a GPU that has
+            it, float16 on other GPUs, float32 on the CPU; :func:`softprompt.precision.resolve_dtype`).
         device: where to put the model; default stays on the CPU.
         offline: force the offline route (True) or the hub (False); default reads ``HF_HUB_OFFLINE``.
         **model_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels`` for SEQ_CLS).
@@ -142,6 +145,7 @@ def load_model(
     Raises:
         ModelLoadError: naming every route tried and the command that fixes it.
     """
+    dtype = resolve_dtype(dtype, device if device is not None else "cpu")  # ValueError for an unknown name
     offline = is_offline() if offline is None else offline
     key = preset_key(name_or_path)
     preset = PRESETS.get(key) if key else None

@@ -248,7 +248,8 @@ def distillation_terms(student, teacher, batch: dict, *, temperature: float = 1.
 class DistillationLoss:
     """``loss_fn(student, batch)`` for :func:`softprompt.train`: ``L_PLM + λ(L_Logits + L_Hidden)`` (§3.2).
 
-    Keeps every step's terms in ``log`` (a list of dicts of floats), for plots.
+    Keeps every step's terms in ``log`` (a list of dicts of floats), for plots: one entry per call, so with
+    ``grad_accum_steps=n`` one per micro-batch (n per step, each that micro-batch's mean).
     """
 
     def __init__(self, teacher: PromptModel, *, weight: float = 1.0, temperature: float = 1.0,
@@ -267,8 +268,10 @@ class DistillationLoss:
 
 @torch.no_grad()
 def teacher_student_kl(student, teacher, tokenizer, tasks: Sequence, *, split: str = "validation",
-                       max_examples: int = 64, batch_size: int = 16, temperature: float = 1.0) -> float:
-    """Mean KL(teacher ‖ student) at the target tokens over the first ``max_examples`` of each task's split."""
+                       max_examples: int = 64, batch_size: int = 16, temperature: float = 1.0,
+                       max_length: int | None = None) -> float:
+    """Mean KL(teacher ‖ student) at the target tokens over the first ``max_examples`` of each task's split
+    (rows cut to ``max_length`` positions, as in training)."""
     was_training = student.training
     student.eval()
     T = student.num_virtual_tokens
@@ -281,7 +284,8 @@ def teacher_student_kl(student, teacher, tokenizer, tasks: Sequence, *, split: s
             for lo in range(0, n, batch_size):
                 rows = data[lo:min(lo + batch_size, n)]
                 make = task.causal_batch if causal else task.seq2seq_batch
-                batch = {k: v for k, v in make(rows, tokenizer, num_virtual_tokens=T).items() if torch.is_tensor(v)}
+                batch = {k: v for k, v in make(rows, tokenizer, max_length=max_length, num_virtual_tokens=T).items()
+                         if torch.is_tensor(v)}
                 device = student.device
                 batch = {k: v.to(device) for k, v in batch.items()}
                 batch["task_ids"] = torch.full((batch["input_ids"].shape[0],), t, dtype=torch.long, device=device)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .precision import check_dtype, resolve_dtype
+
 __all__ = ["PROFILES", "Profile", "pick_profile"]
 
 
@@ -49,6 +51,24 @@ class Profile:
     def __post_init__(self):
         if self.steps <= 0 or self.batch_size <= 0 or self.num_virtual_tokens <= 0:
             raise ValueError(f"Profile {self.name!r}: steps, batch_size and num_virtual_tokens must be positive.")
+        check_dtype(self.dtype, f"Profile {self.name!r}: dtype")
+        for knob in ("grad_accum_steps", "eval_batch_size", "max_length"):
+            value = getattr(self, knob)
+            if (value is not None or knob != "max_length") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"Profile {self.name!r}: {knob}={value!r} must be a positive int"
+                                 f"{' or None (no cap)' if knob == 'max_length' else ''}.")
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"Profile {self.name!r}: grad_accum_steps={self.grad_accum_steps} must divide "
+                             f"batch_size={self.batch_size} (each step's rows run as that many equal micro-batches).")
+
+    def torch_dtype(self, device: str | torch.device | None = None) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype`` on ``device`` (default: this profile's, when CUDA is there, else the CPU).
+
+        ``"auto"``: bfloat16 on a GPU with native bfloat16 (A100, H100, L4), float16 on other GPUs (T4),
+        float32 on a CPU (a GPU profile run on a CPU-only machine too): :func:`softprompt.precision.resolve_dtype`.
+        """
+        return resolve_dtype(self.dtype, self.device if device is None else device)
 
     def knobs(self, notebook: str) -> dict:
         """The knobs of one notebook (``"02"``) under this profile: steps, sizes, task lists.

@@ -328,13 +328,15 @@ class PromptBank:
         return (words, scores) if return_scores else words
 
     @torch.no_grad()
-    def ensemble_scores(self, task, examples, names: Sequence[str]) -> torch.Tensor:
-        """Log-probs ``(B, P, K)`` of every example under each of the ``P`` prompts, in one batch of B*P rows."""
+    def ensemble_scores(self, task, examples, names: Sequence[str], *, max_length: int | None = None) -> torch.Tensor:
+        """Log-probs ``(B, P, K)`` of every example under each of the ``P`` prompts, in one batch of B*P rows.
+        ``max_length``: positions per row, the longest prompt included (None: the tokenizer's limit, if any)."""
         self._check_names(names)
         if not names:
             raise ValueError("names is empty; an ensemble needs at least one prompt.")
         tok = self._tokenizer()
-        batch = task.causal_batch(examples, tok, with_targets=False, num_virtual_tokens=self.max_prompt_length(names))
+        batch = task.causal_batch(examples, tok, with_targets=False, max_length=max_length,
+                                  num_virtual_tokens=self.max_prompt_length(names))
         P = len(names)
         ids = batch["input_ids"].repeat_interleave(P, dim=0).to(self.model.device)  # (B*P, L)
         mask = batch["attention_mask"].repeat_interleave(P, dim=0).to(self.model.device)  # (B*P, L)
@@ -375,8 +377,8 @@ def ensemble_predict(bank: PromptBank, task, examples, names: Sequence[str]) -> 
 
 
 def evaluate_ensemble(bank: PromptBank, task, names: Sequence[str], split: str = "test", *, batch_size: int = 32,
-                      max_examples: int | None = None, return_predictions: bool = False, sort_by_length: bool = True,
-                      progress: bool = False) -> dict:
+                      max_examples: int | None = None, max_length: int | None = None, return_predictions: bool = False,
+                      sort_by_length: bool = True, progress: bool = False) -> dict:
     """Prompt ensembling (Lester et al. 2021, §6, Table 3): the ``names`` prompts vote on ``task.splits[split]``.
 
     Every example runs once per prompt in one batch of ``B * P`` rows (:meth:`PromptBank.ensemble_scores`);
@@ -394,7 +396,7 @@ def evaluate_ensemble(bank: PromptBank, task, names: Sequence[str], split: str =
                                      progress=f"ensemble {task.name}/{split}" if progress else None)
     predictions, members, scores = [], [], []
     for examples in batches:
-        s = bank.ensemble_scores(task, examples, names)  # (B, P, K)
+        s = bank.ensemble_scores(task, examples, names, max_length=max_length)  # (B, P, K)
         vote = majority_vote(s)
         predictions += vote["predictions"].tolist()
         members.append(vote["member_predictions"].cpu())  # (B, P)

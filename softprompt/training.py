@@ -4,8 +4,9 @@ Prompt tuning (Lester et al. 2021, §2) freezes the model and learns only the pr
 log p(Y | [P; X]). Each step: a batch (:mod:`softprompt.batching`) -> ``loss = prompt_model(**batch).loss``
 (:func:`plain_loss`) -> backward -> clip -> optimizer step at the scheduled lr (:mod:`softprompt.optim`;
 Lester §3: Adafactor, constant lr 0.3); now and then evaluate, and checkpoint so that a killed run resumes
-exactly (:mod:`softprompt.resume`). Beside it: :mod:`softprompt.training_checks` (error messages) and
-:mod:`softprompt.shared_prompt` (the default loss's speed-up, same loss and gradient). A list of tasks
+exactly (:mod:`softprompt.resume`). Beside it: :mod:`softprompt.training_checks` (error messages),
+:mod:`softprompt.shared_prompt` (the default loss's speed-up, same loss and gradient), :mod:`softprompt.precision`
+(a bfloat16/float16 model, a float32 prompt) and gradient accumulation (``Batches.split``). A list of tasks
 trains one prompt on a mixture (Wang et al. 2023, §3); each row carries its task's index as ``task_ids``.
 """
 
@@ -26,6 +27,7 @@ from .config_checks import as_enum
 from .evaluation import evaluate
 from .history import History
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
+from .precision import Precision, keep_float32
 from .resume import save, start_or_resume
 from .shared_prompt import shared_prompt_loss
 from .task_ids import check_task_id
@@ -50,12 +52,14 @@ class TrainingConfig:
     max_grad_norm: float | None = 1.0  # clip the prompt's gradient norm; None: no clipping
     seed: int = 0  # seeds torch and python `random` at the start, and the data order
     max_length: int | None = None  # truncate example text so that prompt + text + target fit this
+    grad_accum_steps: int = 1  # run each step's batch_size rows as this many micro-batches (less memory, same step)
     train_examples: int | None = None  # few-shot: use only this many (seeded) training examples per task
     mixing: Mixing = Mixing.EXAMPLES  # multitask only: "examples" (pooled) or "tasks" (uniform over tasks)
     task_id: int = 0  # the task id of every row when a single task trains a multitask prompt
     eval_every: int | None = None  # evaluate every N steps (and at step 0 and at the end); None: never
     eval_examples: int | None = None  # evaluate on at most this many validation examples
     eval_split: str = "validation"  # the split evaluation reads
+    eval_batch_size: int = 32  # rows per evaluation forward pass (memory only)
     checkpoint_dir: str | None = None  # where checkpoints go; None: no checkpoints
     checkpoint_every: int | None = None  # save every N steps (and at the end); None: at the end only
     keep_checkpoints: int = 2  # how many of the newest checkpoints to keep
@@ -113,11 +117,13 @@ def train(prompt_model, tokenizer, task, config: TrainingConfig | None = None, *
     cfg = TrainingConfig(**overrides) if config is None else dataclasses.replace(config, **overrides)
     tasks = check_train_arguments(prompt_model, tokenizer, task, cfg)  # the list of tasks, checked
     named = trainable_parameters(prompt_model)  # [(name, parameter)]: the prompt (+ a SEQ_CLS head)
+    keep_float32(prompt_model)  # what trains stays float32 in a bfloat16/float16 model (softprompt.precision)
+    amp = Precision(prompt_model)  # autocast for a half-precision model; float16: loss scaling
     params = [p for _, p in named]
     opt = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay)
     batches = Batches(prompt_model, tokenizer, tasks, training_rows(tasks, cfg.train_examples, cfg.seed), cfg)
     loss_fn = loss_fn or default_loss
-    start, history = start_or_resume(cfg, named, opt, batches.sampler, tasks)
+    start, history = start_or_resume(cfg, named, opt, batches.sampler, tasks, amp)
     was_training = prompt_model.training
     state = TrainState(step=start, max_steps=cfg.steps, prompt_model=prompt_model, history=history,
                        metrics=dict(history.metrics[-1][1]) if history.metrics else {})
@@ -132,7 +138,8 @@ def train(prompt_model, tokenizer, task, config: TrainingConfig | None = None, *
             batch = batches(step - 1)
             lr = cfg.lr * lr_factor(step - 1, schedule=cfg.schedule, warmup_steps=cfg.warmup_steps,
                                     total_steps=cfg.steps)
-            problem = training_step(prompt_model, loss_fn, batch, opt, params, cfg, history, step, lr)
+            problem = training_step(prompt_model, loss_fn, batches.split(batch, cfg.grad_accum_steps), opt, params,
+                                    cfg, history, step, lr, amp)
             if problem:
                 history.stop_reason = problem
                 warnings.warn(problem, RuntimeWarning, stacklevel=2)
@@ -148,7 +155,7 @@ def train(prompt_model, tokenizer, task, config: TrainingConfig | None = None, *
             if state.should_stop and history.stop_reason is None:
                 history.stop_reason = f"a callback stopped training at step {step}"
             if cfg.checkpoint_dir is not None and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                save(cfg, step, named, opt, batches.sampler, history, tasks)
+                save(cfg, step, named, opt, batches.sampler, history, tasks, amp)
             if state.should_stop:
                 break
     finally:
@@ -159,27 +166,37 @@ def train(prompt_model, tokenizer, task, config: TrainingConfig | None = None, *
     return history
 
 
-def training_step(prompt_model, loss_fn, batch, opt, params, cfg, history, step, lr) -> str | None:
-    """loss -> backward -> clip -> step; a message (and the prompt untouched) if anything is not finite."""
+def training_step(prompt_model, loss_fn, micro_batches, opt, params, cfg, history, step, lr, amp) -> str | None:
+    """loss -> backward (summed over the micro-batches) -> clip -> step; a message (the prompt untouched) if anything
+    is not finite. ``micro_batches``: ``[(batch, weight)]``, one unweighted batch without accumulation."""
     for group in opt.param_groups:
         group["lr"] = lr
-    loss = loss_fn(prompt_model, batch)  # a scalar
-    if not torch.isfinite(loss.detach()).all():
-        return nonfinite_message("loss", loss.item(), step, cfg)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = None
+    for batch, weight in micro_batches:
+        with amp.autocast():  # a no-op for a float32 model
+            loss = loss_fn(prompt_model, batch)  # a scalar: the (micro-)batch's mean loss
+        loss = loss if weight is None else loss * weight  # the weighted means add up to the batch's mean
+        if not torch.isfinite(loss.detach()).all():
+            opt.zero_grad(set_to_none=True)
+            return nonfinite_message("loss", loss.item(), step, cfg)
+        amp.backward(loss)  # loss.backward() (float16: of the scaled loss)
+        total = loss.detach() if total is None else total + loss.detach()
+    amp.unscale_(opt)  # float16: the true gradient, before its norm is read
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))  # the norm before clipping
-    if not torch.isfinite(grad_norm):
+    finite = bool(torch.isfinite(grad_norm))
+    if not finite and not amp.skip_step(opt):  # float16 overflow is no error: the step skipped, the loss scale lowered
         opt.zero_grad(set_to_none=True)
         return nonfinite_message("gradient norm", grad_norm.item(), step, cfg)
     before = [p.detach().clone() for p in params]  # the prompt is small: keep the last good values
-    opt.step()
+    if finite:
+        amp.step(opt)
     if not all(torch.isfinite(p).all() for p in params):
         with torch.no_grad():
             for p, b in zip(params, before):
                 p.copy_(b)
         return nonfinite_message("prompt after the optimizer step", float("nan"), step, cfg)
-    history.loss.append((step, loss.item()))
+    history.loss.append((step, total.item()))
     history.lr.append((step, lr))
     history.grad_norm.append((step, grad_norm.item()))
     return None
@@ -190,7 +207,8 @@ def _evaluate_into(prompt_model, tokenizer, tasks, cfg, state, callbacks) -> Non
     out: dict[str, float] = {}
     for t, task in enumerate(tasks):  # evaluate() puts the model in eval mode and back
         kw = {"task_id": cfg.task_id if len(tasks) == 1 else t} if prompt_model.needs_task_ids else {}
-        result = evaluate(prompt_model, tokenizer, task, split=cfg.eval_split, max_examples=cfg.eval_examples, **kw)
+        result = evaluate(prompt_model, tokenizer, task, split=cfg.eval_split, max_examples=cfg.eval_examples,
+                          batch_size=cfg.eval_batch_size, max_length=cfg.max_length, **kw)
         numbers = {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         out.update(numbers if len(tasks) == 1 else {f"{k}/{task.name}": v for k, v in numbers.items()})
     accs = [v for k, v in out.items() if k.startswith("accuracy/")]

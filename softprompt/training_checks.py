@@ -23,9 +23,17 @@ __all__ = [
 
 def check_training_config(cfg) -> None:
     """The numbers of a TrainingConfig (after its defaults are filled in): each names its field and the fix."""
-    for name in ("steps", "batch_size"):
+    for name in ("steps", "batch_size", "eval_batch_size"):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)!r}: must be a positive integer.")
+    n = cfg.grad_accum_steps
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"grad_accum_steps={n!r}: must be a positive integer (1: no accumulation).")
+    if cfg.batch_size % n:
+        fits = [k for k in range(1, cfg.batch_size + 1) if cfg.batch_size % k == 0]
+        raise ValueError(f"grad_accum_steps={n} does not divide batch_size={cfg.batch_size}: each optimizer step's "
+                         f"rows are split into grad_accum_steps equal micro-batches; use one of {fits}, or change "
+                         "batch_size.")
     for name in ("eval_every", "checkpoint_every", "train_examples", "eval_examples", "max_length"):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, int) or value < 1):
