@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from softprompt import Task, list_tasks, load_task
 from softprompt.tasks import TaskNotFoundError
-from softprompt.tasks.builtin import BUILTIN_TASKS, SPLIT_SIZES, build_splits
+from softprompt.tasks.builtin import BUILTIN_TASKS, build_splits
 from softprompt.tasks.hub import HUB_RECIPES, HubDatasetError
 from softprompt.testing import tiny_model
 
