@@ -8,7 +8,7 @@ and more source tasks help (their Figure 4). This script tests that claim at sma
 Design (chosen so that transfer is *possible*, not guaranteed):
 
 - sources: five generated yes/no tasks that share an answer format and a skill with the target
-  (check a question against a short passage): ``yn_membership``, ``yn_colors``, ``yn_ages``,
+  (check a question against a short passage): ``yn_membership``, ``yn_colors``, ``yn_schedule``,
   ``yn_review``, ``entailment`` (see ``softprompt/tasks/builtin.py``);
 - main target: ``yn_facts`` (held out: facts about a person), few-shot with 8, 32 and 128 examples;
 - control target: ``intent`` (four-way intent classification, another family), 32 examples;
@@ -61,15 +61,12 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # diagnose_mpt: the prompt measures
-from diagnose_mpt import StartSnapshot, prompt_measures  # noqa: E402
-
 ARMS = ("random", "sample_vocab", "text", "class_labels", "spot", "mpt_plain", "mpt_distill")
 REFERENCE = "mpt_distill"  # the arm every other is compared with, paired by seed
 DEFAULT_RUNS = HERE / "results" / "mpt_runs"
 DEFAULT_OUT = ROOT / "softprompt" / "data" / "results" / "mpt_transfer.json"
 DEFAULT_FIGURE = HERE / "results" / "mpt_transfer.png"
-SOURCES = "yn_membership,yn_colors,yn_ages,yn_review,entailment"
+SOURCES = "yn_membership,yn_colors,yn_schedule,yn_review,entailment"
 
 
 def project_relative(value):
@@ -187,24 +184,79 @@ def run_name(job: dict, n_all: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the cache
+TEACHER_FIELDS = ("num_virtual_tokens", "batch_size", "max_length", "teacher_steps", "teacher_init", "seed")
+SOURCE_FIELDS = (*TEACHER_FIELDS, "num_ranks", "distill_steps", "distill_weight", "temperature", "hidden_layers",
+                 "student_init")
+
+
 class RunsDir:
-    """One JSON file per finished run (and one safetensors per trained source); atomic writes."""
+    """One JSON file per finished run (and one safetensors per trained source); atomic writes.
 
-    def __init__(self, path, base: dict):
+    A file's name ends in a hash of the settings that shape it (scope ``teachers``: the teachers' recipe
+    fields; ``source``: those and the distillation's; ``target``: every setting), so a changed setting
+    never reuses a stale file, and a change to the target stage reuses the trained sources.
+    """
+
+    def __init__(self, path, model: str, recipe: dict, test_examples: int, val_examples: int):
         self.path = Path(path)
-        self.base = base  # every setting shared by all runs: model, recipe, test size, ...
+        common = {"model": model, "val_examples": val_examples}
+        self.bases = {"teachers": common | {k: recipe[k] for k in TEACHER_FIELDS},
+                      "source": common | {k: recipe[k] for k in SOURCE_FIELDS},
+                      "target": common | {"recipe": recipe, "test_examples": test_examples}}
 
-    def file(self, name: str, fields: dict, suffix=".json") -> Path:
-        return self.path / f"{name}-{digest(self.base | fields)}{suffix}"
+    def file(self, name: str, fields: dict, suffix=".json", scope="target") -> Path:
+        return self.path / f"{name}-{digest(self.bases[scope] | fields)}{suffix}"
 
-    def get(self, name: str, fields: dict):
-        f = self.file(name, fields)
+    def get(self, name: str, fields: dict, scope="target"):
+        f = self.file(name, fields, scope=scope)
         return json.loads(f.read_text()) if f.exists() else None
 
-    def put(self, name: str, fields: dict, value: dict) -> None:
+    def put(self, name: str, fields: dict, value: dict, scope="target") -> None:
         from softprompt.atomic import atomic_write_json
 
-        atomic_write_json(self.file(name, fields), value)
+        atomic_write_json(self.file(name, fields, scope=scope), value)
+
+
+class StartSnapshot:
+    """A train() callback that keeps the trainable tensors as they were at step 0."""
+
+    def __init__(self):
+        self.tensors = None
+
+    def on_train_begin(self, state):
+        self.tensors = {k: v.detach().clone() for k, v in state.prompt_model.prompt_encoder.adapter_tensors().items()}
+
+    def on_step(self, state):
+        pass
+
+    def on_evaluate(self, state):
+        pass
+
+    def on_train_end(self, state):
+        pass
+
+
+def best_vocab_cosine(prompt: torch.Tensor, embeddings: torch.Tensor) -> float:
+    """Mean over the T prompt vectors of the highest cosine to any vocabulary embedding."""
+    p = torch.nn.functional.normalize(prompt.float(), dim=-1)  # (T, d)
+    e = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, d)
+    return float((p @ e.T).max(dim=-1).values.mean())
+
+
+def prompt_measures(encoder, start: dict, embeddings) -> dict:
+    p_star, p0 = encoder.shared_prompt.detach(), start["prompt_embeddings"]  # (T, d)
+    task_prompts = encoder.task_prompts().detach()  # (K, T, d)
+    W = encoder.prefix_task_cols.detach() @ encoder.prefix_task_rows.detach()  # (K, T, d)
+    cos_k = torch.nn.functional.cosine_similarity(task_prompts.flatten(1), p_star.flatten()[None], dim=-1)  # (K,)
+    return {
+        "p_star_rel_change": float((p_star - p0).norm() / p0.norm()),
+        "p_star_best_vocab_cos": best_vocab_cosine(p_star, embeddings),
+        "p_star0_best_vocab_cos": best_vocab_cosine(p0, embeddings),
+        "cos_task_prompt_to_p_star": [float(c) for c in cos_k],
+        "task_matrix_rel_change": [float((w - 1).norm() / torch.ones_like(w).norm()) for w in W],
+        "p_star_norm_per_vector": float(p_star.norm(dim=-1).mean()),
+        "p_star0_norm_per_vector": float(p0.norm(dim=-1).mean()),
+    }
 
 
 def load(args):
@@ -249,8 +301,8 @@ class Sources:
         if self._teachers is not None:
             return self._teachers
         fields = {"kind": "teachers", "sources": self.args.sources}
-        path = self.runs.file("source_teachers", fields, ".safetensors")
-        info = self.runs.get("source_teachers", fields)
+        path = self.runs.file("source_teachers", fields, ".safetensors", scope="teachers")
+        info = self.runs.get("source_teachers", fields, scope="teachers")
         if path.exists() and info is not None:
             self._teachers = load_file(path)
         else:
@@ -262,7 +314,7 @@ class Sources:
                                "validation") for n, p in self._teachers.items()}
             info = {"seconds": seconds, "val_accuracy": val, "val_examples": self.args.val_examples}
             atomic_save_safetensors(path, self._teachers)
-            self.runs.put("source_teachers", fields, info)
+            self.runs.put("source_teachers", fields, info, scope="teachers")
             print(f"teachers: {seconds:.0f} s, validation accuracy {val}", flush=True)
         self.log["teachers"] = info
         return self._teachers
@@ -279,8 +331,8 @@ class Sources:
             return self._students[name]
         names = self.args.sources[:k]
         fields = {"kind": name, "sources": names}
-        path = self.runs.file(name, fields, ".safetensors")
-        info = self.runs.get(name, fields)
+        path = self.runs.file(name, fields, ".safetensors", scope="source")
+        info = self.runs.get(name, fields, scope="source")
         if path.exists() and info is not None:
             tensors = load_file(path)
         else:
@@ -301,7 +353,7 @@ class Sources:
                     "terms_first_last": [terms[0], terms[-1]] if terms else None,
                     **prompt_measures(student.prompt_encoder, snap.tensors, emb)}
             atomic_save_safetensors(path, tensors)
-            self.runs.put(name, fields, info)
+            self.runs.put(name, fields, info, scope="source")
             print(f"{name}: {seconds:.0f} s, validation accuracy {val}, "
                   f"|ΔP*|/|P*0| {info['p_star_rel_change']:.3f}", flush=True)
         self.log[name] = info
@@ -314,7 +366,7 @@ class Sources:
         from softprompt.mpt import vanilla_prompt_model
 
         fields = {"kind": "spot", "target": target, "sources": self.args.sources}
-        cached = self.runs.get(f"spot_{target}", fields)
+        cached = self.runs.get(f"spot_{target}", fields, scope="teachers")
         if cached is not None:
             return cached
         scores = {}
@@ -326,7 +378,7 @@ class Sources:
             scores[name] = [float(r["accuracy"]), gold]
         choice = {"source": max(scores, key=lambda n: tuple(scores[n])), "scores": scores,
                   "rule": "highest validation accuracy before training, ties by mean gold log-probability"}
-        self.runs.put(f"spot_{target}", fields, choice)
+        self.runs.put(f"spot_{target}", fields, choice, scope="teachers")
         return choice
 
 
@@ -474,9 +526,7 @@ def main(argv=None) -> dict:
     from softprompt.atomic import atomic_write_json
 
     recipe = make_recipe(args)
-    base = {"model": args.model, "recipe": recipe_dict(recipe), "test_examples": args.test_examples,
-            "val_examples": args.val_examples}
-    runs_dir = RunsDir(args.runs_dir, base)
+    runs_dir = RunsDir(args.runs_dir, args.model, recipe_dict(recipe), args.test_examples, args.val_examples)
     jobs = plan(args)
     n_all = len(args.sources)
     todo = [j for j in jobs if runs_dir.get(run_name(j, n_all), j) is None]
@@ -506,9 +556,10 @@ def main(argv=None) -> dict:
     logs = {}
     for f in sorted(Path(args.runs_dir).glob("source_*.json")) if Path(args.runs_dir).exists() else []:
         stem = f.stem.rsplit("-", 1)
-        if len(stem) == 2 and stem[1] == digest(base | _source_fields(args, stem[0])):
+        scope = "teachers" if stem[0] == "source_teachers" else "source"
+        if len(stem) == 2 and runs_dir.file(stem[0], _source_fields(args, stem[0]), scope=scope).name == f.name:
             logs[stem[0]] = json.loads(f.read_text())
-    spot = {t: runs_dir.get(f"spot_{t}", {"kind": "spot", "target": t, "sources": args.sources})
+    spot = {t: runs_dir.get(f"spot_{t}", {"kind": "spot", "target": t, "sources": args.sources}, scope="teachers")
             for t in (args.main_target, args.control_target)}
     timing = {"target_runs_wall_seconds": sum(r["wall_seconds"] for r in finished),
               "source_training_seconds": sum(v.get("seconds", 0.0) for v in logs.values()),

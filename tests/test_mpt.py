@@ -163,7 +163,10 @@ def test_distillation_lowers_teacher_student_kl(tokenizer, tasks):
 
 
 def test_without_distillation_it_is_plain_multitask_training(llama, tokenizer, tasks):
-    student, history, log = distill(llama, tokenizer, tasks, None, small_recipe(distill=False), progress=False)
+    with pytest.raises(ValueError, match="TEACHER_MEAN.*needs teachers"):  # the default start is the teachers' mean
+        distill(llama, tokenizer, tasks, None, small_recipe(distill=False), progress=False)
+    student, history, log = distill(llama, tokenizer, tasks, None, small_recipe(distill=False, student_init="RANDOM"),
+                                    progress=False)
     assert log == [] and len(history.loss) == 3 and not hasattr(student, "distillation_log")
     with pytest.raises(ValueError, match="needs teachers"):
         distill(llama, tokenizer, tasks, None, small_recipe(), progress=False)

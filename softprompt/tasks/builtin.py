@@ -405,7 +405,7 @@ def _entailment(rng: random.Random, label: int) -> dict:
 
 # ---------------------------------------------------------------------------------- yes/no questions (MPT)
 # Every yn_* task: a short passage, then "Question: ...?"; label 0 = yes, 1 = no. What differs is what the
-# question checks: membership, an attribute, a comparison, an opinion, a fact about a person.
+# question checks: membership, an attribute, an appointment's day, an opinion, a fact about a person.
 
 _ITEMS = ("apple", "pear", "plum", "lemon", "grape", "melon", "peach", "cherry", "onion", "carrot", "potato",
           "tomato", "hammer", "ladder", "candle", "pencil", "basket", "bottle", "blanket", "kettle", "mirror",
@@ -446,14 +446,19 @@ def _yn_colors(rng: random.Random, label: int) -> dict:
     return {"text": f"The {a} is {ca} and the {b} is {cb}.", "text_b": f"Is the {asked} {color}?"}
 
 
-def _yn_ages(rng: random.Random, label: int) -> dict:
-    a, b = rng.sample(_NAMES, 2)
-    x, y = rng.sample(range(18, 80), 2)
-    older = (a, b) if x > y else (b, a)  # (the older, the younger)
-    word = rng.choice(("older", "younger"))
-    first, second = (older if word == "older" else older[::-1]) if label == 0 else (
-        older[::-1] if word == "older" else older)
-    return {"text": f"{a} is {x} years old and {b} is {y}.", "text_b": f"Is {first} {word} than {second}?"}
+_EVENTS = ("meeting", "dentist visit", "piano lesson", "job interview", "football match", "haircut",
+           "dinner party", "flight", "exam", "yoga class", "concert", "doctor's appointment")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _yn_schedule(rng: random.Random, label: int) -> dict:
+    name = rng.choice(_NAMES)
+    e1, e2 = rng.sample(_EVENTS, 2)
+    d1, d2 = rng.sample(_WEEKDAYS, 2)
+    event, day = rng.choice(((e1, d1), (e2, d2)))
+    if label == 1:
+        day = _other(rng, _WEEKDAYS, day)
+    return {"text": f"{name} has {_a(e1)} on {d1} and {_a(e2)} on {d2}.", "text_b": f"Is {name}'s {event} on {day}?"}
 
 
 def _yn_review(rng: random.Random, label: int) -> dict:
@@ -531,8 +536,8 @@ BUILTIN_TASKS: dict[str, BuiltinSpec] = {s.name: s for s in (
                 "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_membership, YES_NO_SPLIT_SIZES),
     BuiltinSpec("yn_colors", "yes_no", "Generated. Two things and their colors; does the asked color match? "
                 "(yes/no)", "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_colors, YES_NO_SPLIT_SIZES),
-    BuiltinSpec("yn_ages", "yes_no", "Generated. Two people's ages; is the comparison true? (yes/no)",
-                "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_ages, YES_NO_SPLIT_SIZES),
+    BuiltinSpec("yn_schedule", "yes_no", "Generated. Two appointments and their days; is the asked day right? "
+                "(yes/no)", "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_schedule, YES_NO_SPLIT_SIZES),
     BuiltinSpec("yn_review", "yes_no", "Generated. A product or restaurant review; did the reviewer like it? "
                 "(yes/no)", "Review: {text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_review,
                 YES_NO_SPLIT_SIZES),
