@@ -75,11 +75,11 @@ class MPTRecipe:
     teacher_init: str = "RANDOM"  # a PromptTuningInit for the teachers (RANDOM, TEXT, CLASS_LABELS, ...)
     # 2. distillation
     distill: bool = True  # False: plain multitask training (ablation; PEFT's example)
-    distill_steps: int = 80
+    distill_steps: int = 160  # about K x teacher_steps / 2 for K = 5 sources: see benchmarks/diagnose_mpt.py
     distill_weight: float = 1.0  # λ in L_PLM + λ(L_Logits + L_Hidden), Wang et al. §3.2
     temperature: float = 1.0  # softens teacher and student distributions in L_Logits (§3.2)
     hidden_layers: tuple[int, ...] = (-1,)  # hidden_states indices for L_Hidden; () turns it off
-    student_init: str = "RANDOM"  # how P* starts: RANDOM (paper), SAMPLE_VOCAB, or TEACHER_MEAN
+    student_init: str = "TEACHER_MEAN"  # how P* starts: TEACHER_MEAN (the teachers' mean), RANDOM, SAMPLE_VOCAB
     # 3. target adaptation
     target_steps: int = 25
     target_examples: int | None = 32  # few-shot: training examples of the target task (None: all)
@@ -332,7 +332,8 @@ def distill(model, tokenizer, tasks: Sequence, teachers: dict[str, torch.Tensor]
     student = get_prompt_model(model, cfg, tokenizer=tokenizer)
     if init == "TEACHER_MEAN":
         if not teachers:
-            raise ValueError("student_init='TEACHER_MEAN' needs teachers.")
+            raise ValueError("student_init='TEACHER_MEAN' (the default) needs teachers (train_teachers(...)); "
+                             "without teachers set student_init='RANDOM' or 'SAMPLE_VOCAB'.")
         with torch.no_grad():
             student.prompt_encoder.embedding.weight.copy_(torch.stack([teachers[t.name] for t in tasks]).mean(0))
     loss_fn = None

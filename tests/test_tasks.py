@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from softprompt import Task, list_tasks, load_task
 from softprompt.tasks import TaskNotFoundError
-from softprompt.tasks.builtin import BUILTIN_TASKS, SPLIT_SIZES, build_splits
+from softprompt.tasks.builtin import BUILTIN_TASKS, build_splits
 from softprompt.tasks.hub import HUB_RECIPES, HubDatasetError
 from softprompt.testing import tiny_model
 
@@ -55,7 +55,7 @@ def test_builtin_splits_deterministic_disjoint_balanced(name):
     task = load_task(name)
     fresh = build_splits.__wrapped__(name)  # regenerate, bypassing the in-process cache
     seen = set()
-    for split, n in SPLIT_SIZES.items():
+    for split, n in BUILTIN_TASKS[name].split_sizes.items():
         cols = {c: task[split][c] for c in [*task.fields, "label"]}
         assert cols == {c: fresh[split][c] for c in cols}  # same data every time
         assert len(cols["label"]) == n
@@ -66,6 +66,41 @@ def test_builtin_splits_deterministic_disjoint_balanced(name):
         seen |= keys
     words = [len(t.split()) for t in task["train"]["text"]]
     assert 6 <= sum(words) / len(words) <= 20  # short sentences: training runs on a CPU
+
+
+def test_yes_no_tasks_answer_what_the_passage_says():
+    """The yn_* generators: label 0 (yes) exactly when the question's claim holds in the passage."""
+    import re
+
+    for name in ("yn_membership", "yn_colors", "yn_schedule", "yn_facts"):
+        task = load_task(name)
+        assert task.label_words == ["yes", "no"] and task.family == "yes_no" and len(task["test"]) >= 512
+        for ex in task["train"].select(range(300)):
+            text, q, yes = ex["text"], ex["text_b"], ex["label"] == 0
+            if name == "yn_membership":
+                thing = re.fullmatch(r"Did I pack an? (\w+)\?", q).group(1)
+                holds = re.search(rf"\b{thing}\b", text) is not None
+            elif name == "yn_colors":
+                thing, color = re.fullmatch(r"Is the (\w+) (\w+)\?", q).groups()
+                holds = f"the {thing} is {color}" in text.lower()
+            elif name == "yn_schedule":
+                who, event, day = re.fullmatch(r"Is (\w+)'s (.+) on (\w+)\?", q).groups()
+                holds = re.search(rf"\ban? {re.escape(event)} on {day}\b", text) is not None
+            else:
+                m = re.fullmatch(r"Is \w+ an? (\w+)\?", q) or re.fullmatch(r"Does \w+ live in (\w+)\?", q)
+                holds = re.search(rf"\b{m.group(1)}\b", text) is not None
+            assert holds == yes, (name, text, q, ex["label"])
+    review = load_task("yn_review")["train"]
+    for text, label in zip(review["text"][:300], review["label"][:300]):
+        assert not (any(w in text for w in ("awful", "terrible", "worst")) and label == 0), text
+
+
+def test_intent_is_a_four_way_control_with_a_512_example_test_split():
+    task = load_task("intent")
+    assert task.label_words == ["weather", "music", "travel", "food"] and len(task["test"]) == 512
+    for text, label in zip(task["train"]["text"][:200], task["train"]["label"][:200]):
+        if "flight" in text.lower() or "playlist" in text.lower():
+            assert label == (2 if "flight" in text.lower() else 1), text
 
 
 def test_builtin_labels_follow_the_words():

@@ -15,6 +15,13 @@ Families share label words or structure, which is what multitask prompt tuning t
 (Wang et al. 2023, §3): ``sentiment`` (movies, products, restaurants, and the same kind of
 data with *arbitrary* label words), ``topic``, ``style`` (formality, question or statement),
 ``emotion`` and ``inference`` (a sentence-pair task answered yes/no).
+
+The ``yes_no`` family (``yn_*``) exists for the MPT transfer experiment (``benchmarks/bench_mpt_transfer.py``):
+short generated passages, each followed by ``Question: ...?`` and answered ``yes`` or ``no``, so they share an
+answer format and the skill of checking a question against the passage (as GLUE/SuperGLUE's BoolQ, RTE or QNLI
+do for Wang et al. 2023). ``yn_facts`` (facts about a person) is the held-out target; ``intent`` (requests to a
+voice assistant, four classes) is a control target from another family. These tasks have a 512-example test
+split (``YES_NO_SPLIT_SIZES``) so that a target's accuracy is measured on enough examples.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from functools import lru_cache
 
 from datasets import Dataset
 
-__all__ = ["BUILTIN_TASKS", "BuiltinSpec", "SPLIT_SIZES", "build_splits"]
+__all__ = ["BUILTIN_TASKS", "BuiltinSpec", "SPLIT_SIZES", "YES_NO_SPLIT_SIZES", "build_splits"]
 
 # Examples per split (all tasks have 2 or 4 classes, so each split is exactly balanced).
 SPLIT_SIZES = {"train": 640, "validation": 128, "test": 256}
+YES_NO_SPLIT_SIZES = {"train": 640, "validation": 128, "test": 512}  # the yn_* tasks and intent: MPT targets
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,11 @@ class BuiltinSpec:
     template: str
     label_words: tuple[str, ...]
     make: Callable[[random.Random, int], dict]
+    split_sizes: dict = None  # examples per split; None: SPLIT_SIZES
+
+    def __post_init__(self):
+        if self.split_sizes is None:
+            object.__setattr__(self, "split_sizes", SPLIT_SIZES)
 
     @property
     def seed(self) -> int:
@@ -390,6 +403,110 @@ def _entailment(rng: random.Random, label: int) -> dict:
     return {"text": text, "text_b": text_b}
 
 
+# ---------------------------------------------------------------------------------- yes/no questions (MPT)
+# Every yn_* task: a short passage, then "Question: ...?"; label 0 = yes, 1 = no. What differs is what the
+# question checks: membership, an attribute, an appointment's day, an opinion, a fact about a person.
+
+_ITEMS = ("apple", "pear", "plum", "lemon", "grape", "melon", "peach", "cherry", "onion", "carrot", "potato",
+          "tomato", "hammer", "ladder", "candle", "pencil", "basket", "bottle", "blanket", "kettle", "mirror",
+          "pillow", "wallet", "bucket", "rope", "spoon", "brush", "lamp", "clock", "drum", "kite", "map")
+_COLORS = ("red", "blue", "green", "yellow", "black", "white", "brown", "pink", "gray", "orange", "purple")
+_THINGS = ("car", "door", "hat", "bike", "cup", "chair", "coat", "box", "ball", "bag", "scarf", "boat", "vase",
+           "sofa", "tent", "shirt")
+_NAMES = ("Anna", "Tom", "Maria", "David", "Sofia", "James", "Elena", "Peter", "Laura", "Omar", "Nina", "Paul",
+          "Clara", "Victor", "Julia", "Samuel", "Rosa", "Daniel", "Irene", "Marco")
+_JOBS = ("nurse", "teacher", "pilot", "baker", "farmer", "lawyer", "painter", "doctor", "chef", "plumber",
+         "dentist", "banker", "writer", "mechanic")
+_CITIES = ("Lisbon", "Paris", "Berlin", "Madrid", "Rome", "Vienna", "Dublin", "Oslo", "Prague", "Athens",
+           "Warsaw", "Boston", "Chicago", "Toronto", "Sydney", "Cairo")
+_PETS = ("a dog", "a cat", "two cats", "a parrot", "a rabbit", "a horse", "no pets", "three dogs", "a goldfish")
+
+
+def _other(rng: random.Random, bank, value):
+    return rng.choice([v for v in bank if v != value])
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _yn_membership(rng: random.Random, label: int) -> dict:
+    items = rng.sample(_ITEMS, 5)
+    asked = rng.choice(items[:4]) if label == 0 else items[4]
+    packed = ", ".join(_a(i) for i in items[:3]) + f" and {_a(items[3])}"
+    return {"text": f"I packed {packed}.", "text_b": f"Did I pack {_a(asked)}?"}
+
+
+def _yn_colors(rng: random.Random, label: int) -> dict:
+    a, b = rng.sample(_THINGS, 2)
+    ca, cb = rng.sample(_COLORS, 2)
+    asked, color = rng.choice(((a, ca), (b, cb)))
+    if label == 1:
+        color = _other(rng, _COLORS, color)
+    return {"text": f"The {a} is {ca} and the {b} is {cb}.", "text_b": f"Is the {asked} {color}?"}
+
+
+_EVENTS = ("meeting", "dentist visit", "piano lesson", "job interview", "football match", "haircut",
+           "dinner party", "flight", "exam", "yoga class", "concert", "doctor's appointment")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _yn_schedule(rng: random.Random, label: int) -> dict:
+    name = rng.choice(_NAMES)
+    e1, e2 = rng.sample(_EVENTS, 2)
+    d1, d2 = rng.sample(_WEEKDAYS, 2)
+    event, day = rng.choice(((e1, d1), (e2, d2)))
+    if label == 1:
+        day = _other(rng, _WEEKDAYS, day)
+    return {"text": f"{name} has {_a(e1)} on {d1} and {_a(e2)} on {d2}.", "text_b": f"Is {name}'s {event} on {day}?"}
+
+
+def _yn_review(rng: random.Random, label: int) -> dict:
+    domain = rng.choice((_PRODUCTS, _RESTAURANTS))
+    return {"text": _review(domain)(rng, 1 - label)["text"], "text_b": "Did the reviewer like it?"}
+
+
+def _yn_facts(rng: random.Random, label: int) -> dict:
+    name, job, city, pets = rng.choice(_NAMES), rng.choice(_JOBS), rng.choice(_CITIES), rng.choice(_PETS)
+    passage = rng.choice((f"{name} is a {job} from {city} and has {pets}.",
+                          f"{name}, a {job}, lives in {city} with {pets}."))
+    asked = rng.choice(("job", "city"))
+    if asked == "job":
+        question = f"Is {name} a {job if label == 0 else _other(rng, _JOBS, job)}?"
+    else:
+        question = f"Does {name} live in {city if label == 0 else _other(rng, _CITIES, city)}?"
+    return {"text": passage, "text_b": question}
+
+
+# ---------------------------------------------------------------------------------- intent (control target)
+
+_INTENTS = (  # label order: weather, music, travel, food
+    ("will it rain {when}", "how cold is it going to be {when}", "do I need an umbrella {when}",
+     "what is the forecast for {place} {when}", "is it sunny in {place} {when}", "will there be snow {when}",
+     "how windy will it be {when}", "tell me the temperature in {place}"),
+    ("play some {genre}", "put on my {genre} playlist", "skip this song", "turn the music up",
+     "play the new album by my favorite band", "shuffle some {genre} for {when}", "who sings this song",
+     "play something relaxing"),
+    ("book a flight to {place} {when}", "find me a train to {place}", "how long is the drive to {place}",
+     "get me a taxi to the airport {when}", "is my flight on time {when}", "find a cheap hotel in {place}",
+     "when does the last bus to {place} leave", "rent a car for {when}"),
+    ("order a pizza for {when}", "find a recipe with {food}", "how do I cook {food}",
+     "book a table for dinner {when}", "order some {food} for delivery", "what can I make with {food}",
+     "find a good sushi place near me", "reorder the {food} I bought last week"),
+)
+_WHENS = ("today", "tomorrow", "tonight", "this weekend", "on Monday", "on Friday", "next week", "this evening")
+_PLACES = ("Lisbon", "Paris", "Berlin", "London", "Tokyo", "Chicago", "the mountains", "the city")
+_GENRES = ("jazz", "rock", "classical music", "pop", "hip hop", "country", "blues", "reggae")
+_FOODS = ("milk", "eggs", "bread", "coffee", "rice", "bananas", "cheese", "tea", "pasta", "butter")
+
+
+def _intent(rng: random.Random, label: int) -> dict:
+    frame, when, place, genre, food = _pick(rng, _INTENTS[label], _WHENS, _PLACES, _GENRES, _FOODS)
+    opener = rng.choice(("", "", "hey,", "please", "can you", "quick question,"))
+    text = f"{opener} {frame.format(when=when, place=place, genre=genre, food=food)}"
+    return {"text": _cap(" ".join(text.split()))}
+
+
 # ---------------------------------------------------------------------------------- the registry
 
 BUILTIN_TASKS: dict[str, BuiltinSpec] = {s.name: s for s in (
@@ -415,6 +532,20 @@ BUILTIN_TASKS: dict[str, BuiltinSpec] = {s.name: s for s in (
     BuiltinSpec("entailment", "inference",
                 "A scene and a claim about it: does the scene support the claim? (yes or no)",
                 "Scene: {text}\nClaim: {text_b}\nIs the claim true?", ("yes", "no"), _entailment),
+    BuiltinSpec("yn_membership", "yes_no", "Generated. Four things packed; is the asked thing among them? (yes/no)",
+                "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_membership, YES_NO_SPLIT_SIZES),
+    BuiltinSpec("yn_colors", "yes_no", "Generated. Two things and their colors; does the asked color match? "
+                "(yes/no)", "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_colors, YES_NO_SPLIT_SIZES),
+    BuiltinSpec("yn_schedule", "yes_no", "Generated. Two appointments and their days; is the asked day right? "
+                "(yes/no)", "{text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_schedule, YES_NO_SPLIT_SIZES),
+    BuiltinSpec("yn_review", "yes_no", "Generated. A product or restaurant review; did the reviewer like it? "
+                "(yes/no)", "Review: {text}\nQuestion: {text_b}\nAnswer:", ("yes", "no"), _yn_review,
+                YES_NO_SPLIT_SIZES),
+    BuiltinSpec("yn_facts", "yes_no", "Generated. A person's job, city and pets; is the asked fact stated? "
+                "(yes/no; the MPT benchmark's held-out target)", "{text}\nQuestion: {text_b}\nAnswer:",
+                ("yes", "no"), _yn_facts, YES_NO_SPLIT_SIZES),
+    BuiltinSpec("intent", "intent", "Generated. Requests to a voice assistant: weather, music, travel or food.",
+                "Request: {text}\nIntent:", ("weather", "music", "travel", "food"), _intent, YES_NO_SPLIT_SIZES),
 )}
 
 
@@ -424,7 +555,7 @@ def build_splits(name: str) -> dict[str, Dataset]:
     spec = BUILTIN_TASKS[name]
     k = len(spec.label_words)
     rng = random.Random(spec.seed)
-    per_class = {split: n // k for split, n in SPLIT_SIZES.items()}
+    per_class = {split: n // k for split, n in spec.split_sizes.items()}
     needed = sum(per_class.values())
     seen: set = set()
     by_class: list[list[dict]] = []

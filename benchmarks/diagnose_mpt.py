@@ -1,0 +1,115 @@
+"""Why does MPT's shared prompt P* stay near its start? Measurements of the distillation stage.
+
+Trains one teacher per source task (cached), then distils them with several recipes and measures,
+for each: the student's validation accuracy on every source task (task id k) against its teacher's,
+how far P* moved (``||P* - P*_0|| / ||P*_0||``), its best cosine to any vocabulary token (mean over
+the T vectors; a random prompt scores about the same), the task prompts' cosine to P*
+(``cos(P_k, P*)``, 1 while the rank-one factors stay at the identity), how far the task matrices moved
+(``||u_k v_kᵀ - 1|| / ||1||``) and the loss terms at the start and the end.
+
+    OMP_NUM_THREADS=1 python benchmarks/diagnose_mpt.py                       # every variant (cached per variant)
+    OMP_NUM_THREADS=1 python benchmarks/diagnose_mpt.py --variants old,new    # some of them
+
+The sources, the model and the teachers are ``bench_mpt_transfer.py``'s (its committed runs dir), so the
+teachers train once for both. Results: ``softprompt/data/results/mpt_diagnosis.json`` (one entry per
+variant; rerunning skips the done ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "softprompt" / "data" / "results" / "mpt_diagnosis.json"
+SOURCES = "yn_membership,yn_colors,yn_schedule,yn_review,entailment"
+
+# name -> (MPTRecipe changes, train() keywords); "old" is the recipe before the fix (issue 13).
+VARIANTS = {
+    "old": (dict(distill_steps=80, student_init="RANDOM", distill=True), {}),
+    "old_teacher_mean": (dict(distill_steps=80, student_init="TEACHER_MEAN"), {}),
+    "old_steps_x3": (dict(distill_steps=240, student_init="RANDOM"), {}),
+    "old_lr_0.1": (dict(distill_steps=80, student_init="RANDOM"), {"lr": 0.1}),
+    "old_tasks_mixing": (dict(distill_steps=80, student_init="RANDOM"), {"mixing": "tasks"}),
+    "old_no_distill_terms": (dict(distill_steps=80, student_init="RANDOM", distill=False), {}),
+    "new": (dict(), {}),  # the current MPTRecipe defaults
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--tiny", action="store_true", help="tiny random model, a few steps, a temp dir")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    """Teachers come from bench_mpt_transfer's cache (its sources, recipe and runs dir): trained once for both."""
+    args = parse_args(argv)
+    import bench_mpt_transfer as bench
+
+    from softprompt.atomic import atomic_write_json
+    from softprompt.mpt import distill
+
+    bargs = bench.parse_args(["--quick"] if args.tiny else [])
+    model, tok = bench.load(bargs)
+    recipe0 = bench.make_recipe(bargs)
+    runs = bench.RunsDir(bargs.runs_dir, bargs.model, bench.recipe_dict(recipe0), bargs.test_examples,
+                         bargs.val_examples)
+    src = bench.Sources(bargs, runs, model, tok, recipe0)
+    teachers = src.teachers()
+    tasks = [src.task(n) for n in bargs.sources]
+    out_path = Path(args.out)
+    done = json.loads(out_path.read_text()) if out_path.exists() and not args.tiny else {}
+    teacher_acc = src.log["teachers"]["val_accuracy"]
+    teacher_mean = sum(teacher_acc.values()) / len(teacher_acc)
+    done["_meta"] = {"sources": bargs.sources, "model": bargs.model, "val_examples": bargs.val_examples,
+                     "teacher_steps": recipe0.teacher_steps, "teacher_val_accuracy": teacher_acc,
+                     "teacher_mean": teacher_mean,
+                     "zero_shot_val_accuracy": done.get("_meta", {}).get("zero_shot_val_accuracy") or {
+                         t.name: bench.accuracy(model, tok, t, bargs.val_examples, "validation") for t in tasks}}
+    print(f"teachers (val acc): {teacher_acc} mean {teacher_mean:.3f}", flush=True)
+    embeddings = model.get_input_embeddings().weight.detach()
+    for name in args.variants.split(","):
+        changes, train_kw = VARIANTS[name]
+        recipe = recipe0.replace(**changes)
+        if args.tiny:
+            recipe = recipe.replace(distill_steps=2)
+        if name in done and done[name]["recipe"] == bench.recipe_dict(recipe) and done[name]["train_kw"] == train_kw:
+            print(f"{name}: cached", flush=True)
+            continue
+        snap = bench.StartSnapshot()
+        t0 = time.perf_counter()
+        student, history, log = distill(model, tok, tasks, teachers, recipe, progress=False, callbacks=[snap],
+                                        **train_kw)
+        seconds = time.perf_counter() - t0
+        accs = {t.name: bench.accuracy(student, tok, t, bargs.val_examples, "validation", task_id=k)
+                for k, t in enumerate(tasks)}
+        row = {"recipe": bench.recipe_dict(recipe), "train_kw": train_kw, "seconds": seconds,
+               "torch_threads": torch.get_num_threads(), "student_val_accuracy": accs,
+               "student_mean": sum(accs.values()) / len(accs),
+               "every_task_at_least_teacher_mean": all(a >= teacher_mean for a in accs.values()),
+               "every_task_at_least_its_teacher": all(accs[n] >= teacher_acc[n] for n in accs),
+               "loss_first_last": [history.loss[0][1], history.loss[-1][1]],
+               "terms_first_last": [log[0], log[-1]] if log else None,
+               **bench.prompt_measures(student.prompt_encoder, snap.tensors, embeddings)}
+        done[name] = row
+        if not args.tiny:
+            atomic_write_json(out_path, done)
+        print(f"{name}: {seconds:.0f}s acc {accs} mean {row['student_mean']:.3f} "
+              f"|ΔP*|/|P*0| {row['p_star_rel_change']:.3f} vocab cos {row['p_star0_best_vocab_cos']:.3f} -> "
+              f"{row['p_star_best_vocab_cos']:.3f} cos(P_k,P*) {[round(c, 3) for c in row['cos_task_prompt_to_p_star']]}",
+              flush=True)
+    return done
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()

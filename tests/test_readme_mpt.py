@@ -1,0 +1,66 @@
+"""The README's MPT paragraph quotes numbers from the committed results file (issue 13).
+
+Active once ``softprompt/data/results/mpt_transfer.json`` holds the benchmark's full run
+(``"complete": true``); until then the test skips and says why. The paragraph sits between
+``<!-- mpt-results -->`` and ``<!-- /mpt-results -->`` in README.md; every decimal number in it must be
+a value of the results file written with the same number of decimals (accuracies, interval ends,
+paired differences, wall time in hours...).
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "softprompt" / "data" / "results" / "mpt_transfer.json"
+BEGIN, END = "<!-- mpt-results -->", "<!-- /mpt-results -->"
+
+
+def _numbers(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield float(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+
+
+def quoted_numbers(paragraph: str) -> list[str]:
+    """Decimal numbers as written (``0.712``, ``-0.03``, ``71.2`` for a percentage stays as written)."""
+    return re.findall(r"(?<![\w.])[-−]?\d+\.\d+", paragraph)
+
+
+def matches(text: str, values) -> bool:
+    decimals = len(text.split(".")[1])
+    x = float(text.replace("−", "-"))
+    return any(round(v, decimals) == x or round(100 * v, decimals) == x for v in values)
+
+
+def test_quoted_numbers_helper():
+    assert quoted_numbers("MPT 0.712 [0.690, 0.734]; diff −0.03, 3 seeds, v1.2x") == ["0.712", "0.690", "0.734",
+                                                                                         "−0.03"]
+    assert matches("0.71", [0.7123]) and matches("71.2", [0.7123]) and not matches("0.72", [0.7123])
+
+
+def test_readme_mpt_numbers_come_from_the_results_file():
+    if not RESULTS.exists():
+        pytest.skip(f"{RESULTS.relative_to(ROOT)} not committed yet: run benchmarks/bench_mpt_transfer.py")
+    results = json.loads(RESULTS.read_text())
+    if not results.get("complete"):
+        timing = results.get("timing", {})
+        pytest.skip(f"the MPT benchmark's full run is not finished ({timing.get('runs_finished')}/"
+                    f"{timing.get('runs_planned')} runs): the README paragraph waits for it")
+    readme = (ROOT / "README.md").read_text()
+    assert BEGIN in readme and END in readme, f"README.md needs its MPT paragraph between {BEGIN} and {END}"
+    paragraph = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    numbers = quoted_numbers(paragraph)
+    assert numbers, "the MPT paragraph quotes no number from the results file"
+    values = list(_numbers(results))
+    wrong = [n for n in numbers if not matches(n, values)]
+    assert not wrong, f"README MPT paragraph quotes {wrong}, not in {RESULTS.name} at that precision"
