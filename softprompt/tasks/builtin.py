@@ -437,12 +437,16 @@ def _yn_membership(rng: random.Random, label: int) -> dict:
     return {"text": f"I packed {packed}.", "text_b": f"Did I pack {_a(asked)}?"}
 
 
+def _two_facts(rng: random.Random, keys, values, label: int):
+    """Two (key, value) facts and a question about one of them: its true value (label 0, yes) or another one (no)."""
+    k1, k2 = rng.sample(keys, 2)
+    v1, v2 = rng.sample(values, 2)
+    asked, value = rng.choice(((k1, v1), (k2, v2)))
+    return (k1, v1), (k2, v2), (asked, value if label == 0 else _other(rng, values, value))
+
+
 def _yn_colors(rng: random.Random, label: int) -> dict:
-    a, b = rng.sample(_THINGS, 2)
-    ca, cb = rng.sample(_COLORS, 2)
-    asked, color = rng.choice(((a, ca), (b, cb)))
-    if label == 1:
-        color = _other(rng, _COLORS, color)
+    (a, ca), (b, cb), (asked, color) = _two_facts(rng, _THINGS, _COLORS, label)
     return {"text": f"The {a} is {ca} and the {b} is {cb}.", "text_b": f"Is the {asked} {color}?"}
 
 
@@ -453,11 +457,7 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 
 def _yn_schedule(rng: random.Random, label: int) -> dict:
     name = rng.choice(_NAMES)
-    e1, e2 = rng.sample(_EVENTS, 2)
-    d1, d2 = rng.sample(_WEEKDAYS, 2)
-    event, day = rng.choice(((e1, d1), (e2, d2)))
-    if label == 1:
-        day = _other(rng, _WEEKDAYS, day)
+    (e1, d1), (e2, d2), (event, day) = _two_facts(rng, _EVENTS, _WEEKDAYS, label)
     return {"text": f"{name} has {_a(e1)} on {d1} and {_a(e2)} on {d2}.", "text_b": f"Is {name}'s {event} on {day}?"}
 
 
