@@ -93,7 +93,8 @@ def parse_args(argv=None):
     p.add_argument("--sweep", default="1,2,4", help="source counts for the sweep (all sources = the mpt_distill arm)")
     p.add_argument("--sweep-shots", type=int, default=32)
     p.add_argument("--arms", default=",".join(ARMS))
-    p.add_argument("--target-steps", type=int, default=None, help="default: MPTRecipe().target_steps")
+    p.add_argument("--target-steps", type=int, default=15,
+                   help="15, cut from MPTRecipe().target_steps (25) to fit 2.5 h on 2 cores; seeds and test size kept")
     p.add_argument("--teacher-steps", type=int, default=None, help="default: MPTRecipe().teacher_steps")
     p.add_argument("--distill-steps", type=int, default=None, help="default: MPTRecipe().distill_steps")
     p.add_argument("--num-virtual-tokens", type=int, default=None)
@@ -184,6 +185,7 @@ def run_name(job: dict, n_all: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the cache
+TARGET_FIELDS = ("num_virtual_tokens", "batch_size", "max_length", "target_steps")
 TEACHER_FIELDS = ("num_virtual_tokens", "batch_size", "max_length", "teacher_steps", "teacher_init", "seed")
 SOURCE_FIELDS = (*TEACHER_FIELDS, "num_ranks", "distill_steps", "distill_weight", "temperature", "hidden_layers",
                  "student_init")
@@ -193,16 +195,25 @@ class RunsDir:
     """One JSON file per finished run (and one safetensors per trained source); atomic writes.
 
     A file's name ends in a hash of the settings that shape it (scope ``teachers``: the teachers' recipe
-    fields; ``source``: those and the distillation's; ``target``: every setting), so a changed setting
-    never reuses a stale file, and a change to the target stage reuses the trained sources.
+    fields; ``source``: those and the distillation's; ``target``: every setting; ``vanilla``: the target
+    stage's fields only, for arms that use no trained source; ``spot``: those and the teachers'), so a
+    changed setting never reuses a stale file, a change to the target stage reuses the trained sources,
+    and a change to the distillation recipe reuses the arms it cannot affect.
     """
 
     def __init__(self, path, model: str, recipe: dict, test_examples: int, val_examples: int):
         self.path = Path(path)
         common = {"model": model, "val_examples": val_examples}
+        vanilla = common | {k: recipe[k] for k in TARGET_FIELDS} | {"test_examples": test_examples}
         self.bases = {"teachers": common | {k: recipe[k] for k in TEACHER_FIELDS},
                       "source": common | {k: recipe[k] for k in SOURCE_FIELDS},
-                      "target": common | {"recipe": recipe, "test_examples": test_examples}}
+                      "target": common | {"recipe": recipe, "test_examples": test_examples},
+                      "vanilla": vanilla, "spot": vanilla | {k: recipe[k] for k in TEACHER_FIELDS}}
+
+    @staticmethod
+    def scope_of(job: dict) -> str:
+        """The cache scope of a target run: what its arm's result can depend on."""
+        return {"spot": "spot", "mpt_plain": "target", "mpt_distill": "target"}.get(job["arm"], "vanilla")
 
     def file(self, name: str, fields: dict, suffix=".json", scope="target") -> Path:
         return self.path / f"{name}-{digest(self.bases[scope] | fields)}{suffix}"
@@ -529,7 +540,7 @@ def main(argv=None) -> dict:
     runs_dir = RunsDir(args.runs_dir, args.model, recipe_dict(recipe), args.test_examples, args.val_examples)
     jobs = plan(args)
     n_all = len(args.sources)
-    todo = [j for j in jobs if runs_dir.get(run_name(j, n_all), j) is None]
+    todo = [j for j in jobs if runs_dir.get(run_name(j, n_all), j, scope=RunsDir.scope_of(j)) is None]
     print(f"plan: {len(jobs)} target runs ({len(jobs) - len(todo)} cached), {len(args.seeds)} seeds, "
           f"{recipe.target_steps} steps each (batch {recipe.batch_size}), {args.test_examples} test examples; "
           f"sources: {len(args.sources)} teachers x {recipe.teacher_steps} steps, "
@@ -541,18 +552,18 @@ def main(argv=None) -> dict:
     done_now = 0
     for job in jobs:
         name = run_name(job, n_all)
-        if args.report_only or runs_dir.get(name, job) is not None:
+        if args.report_only or runs_dir.get(name, job, scope=RunsDir.scope_of(job)) is not None:
             continue
         if args.max_runs is not None and done_now >= args.max_runs:
             break
         result = run_one(args, sources, job)
-        runs_dir.put(name, job, result)
+        runs_dir.put(name, job, result, scope=RunsDir.scope_of(job))
         done_now += 1
         print(f"  [{jobs.index(job) + 1}/{len(jobs)}] {name}: {result['accuracy']:.3f} "
               f"({result['train_seconds']:.0f} s train, {result['eval_seconds']:.0f} s eval)", flush=True)
 
     # the report reads only the cache: the same tables whichever session ran which runs
-    finished = [r for j in jobs if (r := runs_dir.get(run_name(j, n_all), j)) is not None]
+    finished = [r for j in jobs if (r := runs_dir.get(run_name(j, n_all), j, scope=RunsDir.scope_of(j))) is not None]
     logs = {}
     for f in sorted(Path(args.runs_dir).glob("source_*.json")) if Path(args.runs_dir).exists() else []:
         stem = f.stem.rsplit("-", 1)

@@ -39,6 +39,10 @@ VARIANTS = {
     "old_tasks_mixing": (dict(distill_steps=80, student_init="RANDOM"), {"mixing": "tasks"}),
     "old_no_distill_terms": (dict(distill_steps=80, student_init="RANDOM", distill=False), {}),
     "new": (dict(), {}),  # the current MPTRecipe defaults
+    "new_lr_0.1": (dict(), {"lr": 0.1}),
+    "new_no_hidden": (dict(hidden_layers=()), {}),
+    "new_steps_x2": (dict(distill_steps=320), {}),
+    "new_tasks_mixing": (dict(), {"mixing": "tasks"}),
 }
 
 
