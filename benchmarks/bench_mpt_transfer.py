@@ -93,8 +93,7 @@ def parse_args(argv=None):
     p.add_argument("--sweep", default="1,2,4", help="source counts for the sweep (all sources = the mpt_distill arm)")
     p.add_argument("--sweep-shots", type=int, default=32)
     p.add_argument("--arms", default=",".join(ARMS))
-    p.add_argument("--target-steps", type=int, default=15,
-                   help="15, cut from MPTRecipe().target_steps (25) to fit 2.5 h on 2 cores; seeds and test size kept")
+    p.add_argument("--target-steps", type=int, default=None, help="default: MPTRecipe().target_steps")
     p.add_argument("--teacher-steps", type=int, default=None, help="default: MPTRecipe().teacher_steps")
     p.add_argument("--distill-steps", type=int, default=None, help="default: MPTRecipe().distill_steps")
     p.add_argument("--num-virtual-tokens", type=int, default=None)

@@ -43,6 +43,7 @@ VARIANTS = {
     "new_no_hidden": (dict(hidden_layers=()), {}),
     "new_steps_x2": (dict(distill_steps=320), {}),
     "new_tasks_mixing": (dict(), {"mixing": "tasks"}),
+    "new_lr_0.1_steps_x2": (dict(distill_steps=320), {"lr": 0.1}),
 }
 
 
@@ -109,7 +110,8 @@ def main(argv=None):
             atomic_write_json(out_path, done)
         print(f"{name}: {seconds:.0f}s acc {accs} mean {row['student_mean']:.3f} "
               f"|ΔP*|/|P*0| {row['p_star_rel_change']:.3f} vocab cos {row['p_star0_best_vocab_cos']:.3f} -> "
-              f"{row['p_star_best_vocab_cos']:.3f} cos(P_k,P*) {[round(c, 3) for c in row['cos_task_prompt_to_p_star']]}",
+              f"{row['p_star_best_vocab_cos']:.3f} "
+              f"cos(P_k,P*) {[round(c, 3) for c in row['cos_task_prompt_to_p_star']]}",
               flush=True)
     return done
 

@@ -77,7 +77,8 @@ class Profile:
         profile's cost before any GPU is used.
         """
         if notebook not in self.notebooks:
-            raise KeyError(f"profile {self.name!r} has no knobs for notebook {notebook!r}; known: {sorted(self.notebooks)}")
+            raise KeyError(f"profile {self.name!r} has no knobs for notebook {notebook!r}; "
+                           f"known: {sorted(self.notebooks)}")
         return dict(self.notebooks[notebook])
 
     def with_(self, **changes) -> Profile:
@@ -106,6 +107,10 @@ PROFILES: dict[str, Profile] = {
             "05": dict(tasks={"movies": "sentiment_movies", "emotion": "emotion", "formality": "formality"},
                        steps=15, ensemble_seeds=[0, 1, 2], mixed_examples=48, timing_examples=32,
                        timing_repeats=2),
+            "02_solutions": dict(steps=8, gen_examples=16),
+            "03_solutions": dict(steps=12, every=4),
+            "05_solutions": dict(tasks={"movies": "sentiment_movies", "emotion": "emotion", "formality": "formality",
+                                        "topic": "topic"}, examples=32, timing_examples=16),
         },
     ),
     "gpu": Profile(
@@ -128,6 +133,10 @@ PROFILES: dict[str, Profile] = {
             "05": dict(tasks={"sst2": "sst2", "news": "ag_news", "qnli": "qnli"},
                        steps=200, ensemble_seeds=[0, 1, 2, 3, 4], mixed_examples=500, timing_examples=1024,
                        timing_repeats=3),
+            "02_solutions": dict(steps=100, gen_examples=256),
+            "03_solutions": dict(steps=100, every=25),
+            "05_solutions": dict(tasks={"sst2": "sst2", "news": "ag_news", "qnli": "qnli", "boolq": "boolq"},
+                                 examples=512, timing_examples=512),
         },
     ),
 }

@@ -7,8 +7,8 @@ that loads in a second and datasets of a few dozen rows.
 * :func:`write_standin_model`: a randomly initialized ``LlamaForCausalLM`` (the family of
   SmolLM2-360M) with SmolLM2's real tokenizer, read from the offline default model, saved as a
   local directory for ``SOFTPROMPT_MODEL``. Wide enough (``d=512``) that random directions stay far
-  from every vocabulary row (best cosine ~0.2 for d=512), as in the real model, but one layer with one narrow head, so that a
-  training step costs milliseconds.
+  from every vocabulary row (best cosine ~0.2 for d=512), as in the real model, but one layer with
+  one narrow head, so that a training step costs milliseconds.
 * :func:`write_hub_data`: every hub dataset the gpu profile reads, written as the hub lays them
   out (parquet, the real column names, ``ClassLabel`` features, GLUE's unlabelled test splits with
   ``label == -1``, BoolQ's bool ``answer``), one folder per task for ``SOFTPROMPT_DATA_DIR``.

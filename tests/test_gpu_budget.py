@@ -123,3 +123,22 @@ def test_activation_count_matches_what_autograd_saves():
     # transformers passes grouped k, v to SDPA (enable_gqa) or, in older releases, repeats them per head
     expected = [budget.activation_bytes_per_token_layer(shape, 4) for shape in (gqa, repeated)]
     assert any(per_layer == pytest.approx(e, rel=0.05) for e in expected), (per_layer, expected)
+
+
+def test_readme_budget_table_matches_the_estimator():
+    """The README's gpu-profile table is the estimator's output for the committed profile, not typed in."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0] in budget.NOTEBOOKS:
+            rows[cells[0]] = [float(c) for c in cells[1:]]
+    assert sorted(rows) == list(budget.NOTEBOOKS), "README: the gpu budget table needs a row per notebook"
+    gpu = PROFILES["gpu"]
+    for nb, (pflop, t4_gb, *minutes) in rows.items():
+        t4 = budget.notebook_cost(gpu, nb, T4)
+        assert pflop == pytest.approx(t4.flops / 1e15, abs=0.006), nb
+        assert t4_gb == pytest.approx(t4.peak_bytes / budget.GB, abs=0.06), nb
+        for name, shown in zip(("T4", "L4", "A100", "H100"), minutes):
+            estimate = budget.notebook_cost(gpu, nb, budget.GPUS[name]).seconds / 60
+            assert shown == pytest.approx(estimate, abs=0.06), (nb, name)
