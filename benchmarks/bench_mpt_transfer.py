@@ -187,7 +187,7 @@ def run_name(job: dict, n_all: int) -> str:
 TARGET_FIELDS = ("num_virtual_tokens", "batch_size", "max_length", "target_steps")
 TEACHER_FIELDS = ("num_virtual_tokens", "batch_size", "max_length", "teacher_steps", "teacher_init", "seed")
 SOURCE_FIELDS = (*TEACHER_FIELDS, "num_ranks", "distill_steps", "distill_weight", "temperature", "hidden_layers",
-                 "student_init")
+                 "student_init", "distill_lr")
 
 
 class RunsDir:

@@ -31,20 +31,32 @@ OUT = ROOT / "softprompt" / "data" / "results" / "mpt_diagnosis.json"
 SOURCES = "yn_membership,yn_colors,yn_schedule,yn_review,entailment"
 
 # name -> (MPTRecipe changes, train() keywords); "old" is the recipe before the fix (issue 13).
+# ``distill_lr=None`` marks the runs made before MPTRecipe had it (train()'s lr 3e-2, or a train_kw lr).
+PRE = dict(distill_lr=None)
 VARIANTS = {
-    "old": (dict(distill_steps=80, student_init="RANDOM", distill=True), {}),
-    "old_teacher_mean": (dict(distill_steps=80, student_init="TEACHER_MEAN"), {}),
-    "old_steps_x3": (dict(distill_steps=240, student_init="RANDOM"), {}),
-    "old_lr_0.1": (dict(distill_steps=80, student_init="RANDOM"), {"lr": 0.1}),
-    "old_tasks_mixing": (dict(distill_steps=80, student_init="RANDOM"), {"mixing": "tasks"}),
-    "old_no_distill_terms": (dict(distill_steps=80, student_init="RANDOM", distill=False), {}),
-    "new": (dict(), {}),  # the current MPTRecipe defaults
-    "new_lr_0.1": (dict(), {"lr": 0.1}),
-    "new_no_hidden": (dict(hidden_layers=()), {}),
-    "new_steps_x2": (dict(distill_steps=320), {}),
-    "new_tasks_mixing": (dict(), {"mixing": "tasks"}),
-    "new_lr_0.1_steps_x2": (dict(distill_steps=320), {"lr": 0.1}),
+    "old": (dict(PRE, distill_steps=80, student_init="RANDOM", distill=True), {}),
+    "old_teacher_mean": (dict(PRE, distill_steps=80, student_init="TEACHER_MEAN"), {}),
+    "old_steps_x3": (dict(PRE, distill_steps=240, student_init="RANDOM"), {}),
+    "old_lr_0.1": (dict(PRE, distill_steps=80, student_init="RANDOM"), {"lr": 0.1}),
+    "old_tasks_mixing": (dict(PRE, distill_steps=80, student_init="RANDOM"), {"mixing": "tasks"}),
+    "old_no_distill_terms": (dict(PRE, distill_steps=80, student_init="RANDOM", distill=False), {}),
+    "new": (dict(PRE), {}),  # TEACHER_MEAN and 160 steps at lr 3e-2
+    "new_lr_0.1": (dict(PRE), {"lr": 0.1}),  # = the current MPTRecipe defaults (distill_lr=0.1)
+    "new_no_hidden": (dict(PRE, hidden_layers=()), {}),
+    "new_steps_x2": (dict(PRE, distill_steps=320), {}),
+    "new_tasks_mixing": (dict(PRE), {"mixing": "tasks"}),
+    "new_lr_0.1_steps_x2": (dict(PRE, distill_steps=320), {"lr": 0.1}),
 }
+
+
+def effective(recipe: dict, train_kw: dict) -> dict:
+    """What stage 2 ran with: the recipe's teacher and distillation fields, its lr resolved (a train_kw lr wins;
+    None is train()'s 3e-2); the target stage's fields do not matter here."""
+    import bench_mpt_transfer as bench
+
+    lr = train_kw.get("lr", recipe.get("distill_lr") or 3e-2)
+    fields = {k: recipe[k] for k in (*bench.SOURCE_FIELDS, "distill") if k in recipe and k != "distill_lr"}
+    return fields | {"lr": lr} | {k: v for k, v in train_kw.items() if k != "lr"}
 
 
 def parse_args(argv=None):
@@ -81,13 +93,17 @@ def main(argv=None):
                      "zero_shot_val_accuracy": done.get("_meta", {}).get("zero_shot_val_accuracy") or {
                          t.name: bench.accuracy(model, tok, t, bargs.val_examples, "validation") for t in tasks}}
     print(f"teachers (val acc): {teacher_acc} mean {teacher_mean:.3f}", flush=True)
+    current = effective(bench.recipe_dict(recipe0), {})
+    done["_meta"]["current_defaults"] = [n for n, (c, kw) in VARIANTS.items()
+                                         if effective(bench.recipe_dict(recipe0.replace(**c)), kw) == current]
     embeddings = model.get_input_embeddings().weight.detach()
     for name in args.variants.split(","):
         changes, train_kw = VARIANTS[name]
         recipe = recipe0.replace(**changes)
         if args.tiny:
             recipe = recipe.replace(distill_steps=2)
-        if name in done and done[name]["recipe"] == bench.recipe_dict(recipe) and done[name]["train_kw"] == train_kw:
+        if name in done and effective(done[name]["recipe"], done[name]["train_kw"]) == effective(
+                bench.recipe_dict(recipe), train_kw):
             print(f"{name}: cached", flush=True)
             continue
         snap = bench.StartSnapshot()

@@ -80,6 +80,7 @@ class MPTRecipe:
     temperature: float = 1.0  # softens teacher and student distributions in L_Logits (§3.2)
     hidden_layers: tuple[int, ...] = (-1,)  # hidden_states indices for L_Hidden; () turns it off
     student_init: str = "TEACHER_MEAN"  # how P* starts: TEACHER_MEAN (the teachers' mean), RANDOM, SAMPLE_VOCAB
+    distill_lr: float | None = 0.1  # AdamW lr of stage 2 (None: train()'s 3e-2); see benchmarks/diagnose_mpt.py
     # 3. target adaptation
     target_steps: int = 25
     target_examples: int | None = 32  # few-shot: training examples of the target task (None: all)
@@ -97,6 +98,8 @@ class MPTRecipe:
             raise ValueError(f"target_examples={self.target_examples!r} must be a positive int or None (all).")
         if not self.distill_weight >= 0:
             raise ValueError(f"distill_weight={self.distill_weight!r} must be >= 0 (λ; 0 = task loss only).")
+        if self.distill_lr is not None and not (isinstance(self.distill_lr, (int, float)) and 0 < self.distill_lr < 10):
+            raise ValueError(f"distill_lr={self.distill_lr!r} must be a positive learning rate (e.g. 0.1) or None.")
         if not self.temperature > 0:
             raise ValueError(f"temperature={self.temperature!r} must be > 0, e.g. 1.0.")
         self.hidden_layers = tuple(self.hidden_layers)
@@ -341,8 +344,9 @@ def distill(model, tokenizer, tasks: Sequence, teachers: dict[str, torch.Tensor]
         teacher = teacher_model(model, {t.name: teachers[t.name] for t in tasks})
         loss_fn = DistillationLoss(teacher, weight=recipe.distill_weight, temperature=recipe.temperature,
                                    hidden_layers=recipe.hidden_layers)
+    stage = {"lr": recipe.distill_lr} if recipe.distill_lr is not None else {}
     history = train(student, tokenizer, tasks, loss_fn=loss_fn,
-                    **_train_kwargs(recipe, steps=recipe.distill_steps, progress=progress, **train_kw))
+                    **_train_kwargs(recipe, steps=recipe.distill_steps, progress=progress, **(stage | train_kw)))
     student.source_tasks = [t.name for t in tasks]
     return Distillation(student, history, loss_fn.log if loss_fn is not None else [])
 

@@ -64,6 +64,21 @@ def test_recipe_validation():
     with pytest.raises(ValueError, match="student_init"):
         MPTRecipe(student_init="TEXT")
     assert MPTRecipe(target_init=2).target_init == 2
+    with pytest.raises(ValueError, match="distill_lr=0"):
+        MPTRecipe(distill_lr=0)
+
+
+def test_distill_lr_is_the_stage_2_learning_rate_and_a_keyword_overrides_it(llama, tokenizer, tasks):
+    teachers = random_teachers(SOURCES)
+    _, history, _ = distill(llama, tokenizer, tasks, teachers, small_recipe(distill_lr=0.05, distill_steps=2),
+                            progress=False, schedule="constant")
+    assert [lr for _, lr in history.lr] == [0.05, 0.05]
+    _, history, _ = distill(llama, tokenizer, tasks, teachers, small_recipe(distill_lr=0.05, distill_steps=2),
+                            progress=False, schedule="constant", lr=0.01)
+    assert [lr for _, lr in history.lr] == [0.01, 0.01]
+    _, history, _ = distill(llama, tokenizer, tasks, teachers, small_recipe(distill_lr=None, distill_steps=1),
+                            progress=False, schedule="constant")
+    assert history.lr[0][1] == pytest.approx(3e-2)  # None: train()'s default
 
 
 # ----------------------------------------------------------------------------- teachers
