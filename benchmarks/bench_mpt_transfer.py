@@ -419,7 +419,7 @@ def start(args, sources: Sources, job: dict):
 def run_one(args, sources: Sources, job: dict) -> dict:
     from softprompt import train
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     pm, kw = start(args, sources, job)
     recipe = sources.recipe
     target = sources.task(job["target"])
@@ -431,7 +431,8 @@ def run_one(args, sources: Sources, job: dict) -> dict:
     t2 = time.perf_counter()
     return dict(job, accuracy=acc, test_examples=min(args.test_examples, len(target.splits["test"])),
                 final_loss=history.loss[-1][1], train_seconds=t1 - t0, eval_seconds=t2 - t1,
-                wall_seconds=t2 - t_start, torch_threads=torch.get_num_threads())
+                wall_seconds=t2 - t_start, cpu_seconds=time.process_time() - cpu_start,
+                torch_threads=torch.get_num_threads())
 
 
 # ---------------------------------------------------------------------------------------------- the report
@@ -572,6 +573,10 @@ def main(argv=None) -> dict:
     spot = {t: runs_dir.get(f"spot_{t}", {"kind": "spot", "target": t, "sources": args.sources}, scope="teachers")
             for t in (args.main_target, args.control_target)}
     timing = {"target_runs_wall_seconds": sum(r["wall_seconds"] for r in finished),
+              # CPU time of this process (1 thread: about the wall time on an otherwise idle core); runs
+              # recorded before it was measured are absent from the count
+              "target_runs_cpu_seconds": sum(r["cpu_seconds"] for r in finished if "cpu_seconds" in r),
+              "runs_with_cpu_seconds": sum("cpu_seconds" in r for r in finished),
               "source_training_seconds": sum(v.get("seconds", 0.0) for v in logs.values()),
               "runs_finished": len(finished), "runs_planned": len(jobs),
               "this_invocation_seconds": time.perf_counter() - t_invocation,
