@@ -227,6 +227,12 @@ class RunsDir:
         atomic_write_json(self.file(name, fields, scope=scope), value)
 
 
+def distill_steps_for(recipe, k: int, n_sources: int) -> int:
+    """Stage-2 steps for the first ``k`` of ``n_sources`` sources: the recipe's steps are for all of them, so
+    every source task gets the same number of examples whatever ``k`` (the sweep varies tasks, not data per task)."""
+    return max(1, round(recipe.distill_steps * k / n_sources))
+
+
 class StartSnapshot:
     """A train() callback that keeps the trainable tensors as they were at step 0."""
 
@@ -340,7 +346,8 @@ class Sources:
         if name in self._students:
             return self._students[name]
         names = self.args.sources[:k]
-        fields = {"kind": name, "sources": names}
+        steps = self.distill_steps(k)
+        fields = {"kind": name, "sources": names, "steps": steps}
         path = self.runs.file(name, fields, ".safetensors", scope="source")
         info = self.runs.get(name, fields, scope="source")
         if path.exists() and info is not None:
@@ -351,14 +358,14 @@ class Sources:
             snap = StartSnapshot()
             t0 = time.perf_counter()
             student, history, terms = run_distill(self.model, self.tok, tasks, teachers,
-                                                  self.recipe.replace(distill=distill), progress=False,
-                                                  callbacks=[snap])
+                                                  self.recipe.replace(distill=distill, distill_steps=steps),
+                                                  progress=False, callbacks=[snap])
             seconds = time.perf_counter() - t0
             tensors = {k_: v.contiguous() for k_, v in student.prompt_encoder.adapter_tensors().items()}
             val = {t.name: accuracy(student, self.tok, t, self.args.val_examples, "validation", task_id=i)
                    for i, t in enumerate(tasks)}
             emb = self.model.get_input_embeddings().weight.detach()
-            info = {"seconds": seconds, "sources": names, "val_accuracy": val,
+            info = {"seconds": seconds, "sources": names, "steps": steps, "val_accuracy": val,
                     "loss_first_last": [history.loss[0][1], history.loss[-1][1]],
                     "terms_first_last": [terms[0], terms[-1]] if terms else None,
                     **prompt_measures(student.prompt_encoder, snap.tensors, emb)}
@@ -369,6 +376,9 @@ class Sources:
         self.log[name] = info
         self._students[name] = tensors
         return tensors
+
+    def distill_steps(self, k: int) -> int:
+        return distill_steps_for(self.recipe, k, len(self.args.sources))
 
     def spot(self, target: str) -> dict:
         """The teacher whose prompt scores best on the target's validation split, before any target training."""
@@ -544,7 +554,8 @@ def main(argv=None) -> dict:
     print(f"plan: {len(jobs)} target runs ({len(jobs) - len(todo)} cached), {len(args.seeds)} seeds, "
           f"{recipe.target_steps} steps each (batch {recipe.batch_size}), {args.test_examples} test examples; "
           f"sources: {len(args.sources)} teachers x {recipe.teacher_steps} steps, "
-          f"{2 + len(args.sweep)} MPT sources x {recipe.distill_steps} steps", flush=True)
+          f"{2 + len(args.sweep)} MPT sources x {recipe.distill_steps} steps (x k/{len(args.sources)} for k sources)",
+          flush=True)
     model = tokenizer = None
     if not args.report_only and todo:
         model, tokenizer = load(args)
@@ -568,7 +579,7 @@ def main(argv=None) -> dict:
     for f in sorted(Path(args.runs_dir).glob("source_*.json")) if Path(args.runs_dir).exists() else []:
         stem = f.stem.rsplit("-", 1)
         scope = "teachers" if stem[0] == "source_teachers" else "source"
-        if len(stem) == 2 and runs_dir.file(stem[0], _source_fields(args, stem[0]), scope=scope).name == f.name:
+        if len(stem) == 2 and runs_dir.file(stem[0], _source_fields(args, stem[0], recipe), scope=scope).name == f.name:
             logs[stem[0]] = json.loads(f.read_text())
     spot = {t: runs_dir.get(f"spot_{t}", {"kind": "spot", "target": t, "sources": args.sources}, scope="teachers")
             for t in (args.main_target, args.control_target)}
@@ -610,11 +621,11 @@ def main(argv=None) -> dict:
     return out
 
 
-def _source_fields(args, name: str) -> dict:
+def _source_fields(args, name: str, recipe) -> dict:
     if name == "source_teachers":
         return {"kind": "teachers", "sources": args.sources}
     k = int(name.rsplit("_k", 1)[1])
-    return {"kind": name, "sources": args.sources[:k]}
+    return {"kind": name, "sources": args.sources[:k], "steps": distill_steps_for(recipe, k, len(args.sources))}
 
 
 if __name__ == "__main__":

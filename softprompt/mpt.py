@@ -75,7 +75,7 @@ class MPTRecipe:
     teacher_init: str = "RANDOM"  # a PromptTuningInit for the teachers (RANDOM, TEXT, CLASS_LABELS, ...)
     # 2. distillation
     distill: bool = True  # False: plain multitask training (ablation; PEFT's example)
-    distill_steps: int = 160  # about K x teacher_steps / 2 for K = 5 sources: see benchmarks/diagnose_mpt.py
+    distill_steps: int = 320  # 64 per source task for K = 5 sources, at distill_lr: see benchmarks/diagnose_mpt.py
     distill_weight: float = 1.0  # λ in L_PLM + λ(L_Logits + L_Hidden), Wang et al. §3.2
     temperature: float = 1.0  # softens teacher and student distributions in L_Logits (§3.2)
     hidden_layers: tuple[int, ...] = (-1,)  # hidden_states indices for L_Hidden; () turns it off

@@ -64,3 +64,40 @@ def test_readme_mpt_numbers_come_from_the_results_file():
     values = list(_numbers(results))
     wrong = [n for n in numbers if not matches(n, values)]
     assert not wrong, f"README MPT paragraph quotes {wrong}, not in {RESULTS.name} at that precision"
+
+
+DIAGNOSIS = ROOT / "softprompt" / "data" / "results" / "mpt_diagnosis.json"
+
+
+def test_readme_diagnosis_numbers_come_from_the_diagnosis_file():
+    """The README's paragraph on making P* learn quotes softprompt/data/results/mpt_diagnosis.json."""
+    readme = (ROOT / "README.md").read_text()
+    begin, end = "<!-- mpt-diagnosis -->", "<!-- /mpt-diagnosis -->"
+    assert begin in readme and end in readme, f"README.md needs its MPT diagnosis between {begin} and {end}"
+    paragraph = readme.split(begin, 1)[1].split(end, 1)[0]
+    numbers = quoted_numbers(paragraph)
+    assert len(numbers) >= 10
+    values = list(_numbers(json.loads(DIAGNOSIS.read_text())))
+    wrong = [n for n in numbers if not matches(n, values)]
+    assert not wrong, f"README MPT diagnosis quotes {wrong}, not in {DIAGNOSIS.name} at that precision"
+
+
+def test_the_recipe_defaults_are_the_diagnosed_variant_that_meets_the_bar():
+    """The defaults of MPTRecipe are the variant whose student reached every teacher (issue 13's bar)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_mpt_transfer as bench
+        import diagnose_mpt
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    diagnosis = json.loads(DIAGNOSIS.read_text())
+    defaults = diagnose_mpt.effective(bench.recipe_dict(bench.make_recipe(bench.parse_args([]))), {})
+    current = [n for n, row in diagnosis.items() if n != "_meta"
+               and diagnose_mpt.effective(row["recipe"], row["train_kw"]) == defaults]
+    assert current, "no diagnosed variant is MPTRecipe's defaults: run benchmarks/diagnose_mpt.py on them"
+    assert diagnosis["_meta"]["current_defaults"] == current
+    row = diagnosis[current[0]]
+    assert row["every_task_at_least_its_teacher"] and row["every_task_at_least_teacher_mean"]
+    assert row["p_star_rel_change"] > 1.0  # P* moved by more than its own initial norm
