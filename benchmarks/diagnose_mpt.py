@@ -54,7 +54,9 @@ def effective(recipe: dict, train_kw: dict) -> dict:
     None is train()'s 3e-2); the target stage's fields do not matter here."""
     import bench_mpt_transfer as bench
 
-    lr = train_kw.get("lr", recipe.get("distill_lr") or 3e-2)
+    from softprompt.optim import DEFAULT_LR, OptimizerName
+
+    lr = train_kw.get("lr", recipe.get("distill_lr") or DEFAULT_LR[OptimizerName.ADAMW])
     fields = {k: recipe[k] for k in (*bench.SOURCE_FIELDS, "distill") if k in recipe and k != "distill_lr"}
     return fields | {"lr": lr} | {k: v for k, v in train_kw.items() if k != "lr"}
 
