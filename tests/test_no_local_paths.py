@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from notebook_outputs import output_texts
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = re.compile(r"(?<![\w.~])(/root/|/home/[\w.-]+/|/Users/[\w.-]+/|/tmp/|/var/folders/|/work/|[A-Z]:\\\\Users\\\\)")
 NOTEBOOKS = sorted(ROOT.glob("notebooks/**/*.ipynb"))
 FILES = sorted([*ROOT.glob("softprompt/data/results/*.json"), *ROOT.glob("benchmarks/results/**/*.json"),
                 *ROOT.glob("*.md"), *ROOT.glob("docs/**/*.md")])
-
-
-def output_texts(nb: dict):
-    for i, cell in enumerate(nb["cells"]):
-        for out in cell.get("outputs", []):
-            texts = [out.get("text", "")] + [out.get("data", {}).get(k, "") for k in
-                                              ("text/plain", "text/markdown", "text/html")]
-            texts += out.get("traceback", [])
-            for t in texts:
-                yield i, "".join(t) if isinstance(t, list) else t
 
 
 def test_the_pattern_finds_local_paths_and_spares_project_ones():
@@ -39,7 +31,7 @@ def test_the_pattern_finds_local_paths_and_spares_project_ones():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_saved_output_names_a_local_directory(path):
     nb = json.loads(path.read_text())
-    found = [(i, m.group(0)) for i, text in output_texts(nb) for m in LOCAL.finditer(text)]
+    found = [(i, m.group(0)) for i, text in output_texts(nb, tracebacks=True) for m in LOCAL.finditer(text)]
     assert not found, f"{path.name}: outputs of cells {found} name this machine's directories; print paths " \
                       f"relative to the project (or not at all)"
 

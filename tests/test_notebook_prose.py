@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from notebook_outputs import output_texts
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")) + sorted(ROOT.glob("notebooks/solutions/*.ipynb"))
 NUMBER = re.compile(r"(?<![\w.§])\d+\.\d+(?![\w.])")
@@ -30,17 +32,6 @@ def prose_numbers(markdown: str) -> list[str]:
     return NUMBER.findall(text)
 
 
-def outputs_text(nb: dict) -> str:
-    parts = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            parts.append("".join(out.get("text", "")))
-            for key in ("text/plain", "text/markdown", "text/html"):
-                value = out.get("data", {}).get(key, "")
-                parts.append("".join(value) if isinstance(value, list) else value)
-    return "\n".join(parts)
-
-
 def test_prose_numbers_helper():
     md = "Lester (§3.2) use lr `0.3`; $x = 0.5$. In our run the loss fell to 0.74 ([link](a/b1.2))."
     assert prose_numbers(md) == ["0.74"]
@@ -49,7 +40,7 @@ def test_prose_numbers_helper():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_number_in_the_prose_comes_from_the_run_or_is_cited(path):
     nb = json.loads(path.read_text())
-    shown = outputs_text(nb)
+    shown = "\n".join(text for _, text in output_texts(nb))
     in_outputs = set(NUMBER.findall(shown))
     typed = []
     for i, cell in enumerate(nb["cells"]):
