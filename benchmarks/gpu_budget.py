@@ -235,7 +235,7 @@ def workloads(profile: Profile, notebook: str) -> list:
                      max_length=cap),
                 Eval("waywardness (soft, hard), wayward", wayward, _n(p.eval_examples, lengths(wayward).test), T,
                      repeats=2, max_length=cap)]
-    if notebook == "04":
+    if notebook == "05":
         sources, target, n, cap4 = tuple(k["sources"]), k["target"], k["eval_examples"], k["max_length"]
         fewshot = min(B, k["target_examples"])
         runs = []
@@ -252,7 +252,7 @@ def workloads(profile: Profile, notebook: str) -> list:
                  Eval("target runs: before, after", target, _n(n, lengths(target).test), T, repeats=10,
                       max_length=cap4)]
         return runs
-    if notebook == "05":
+    if notebook == "04":
         tasks = list(k["tasks"].values())
         Ts = [T] * (len(tasks) - 1) + [T // 2]  # the last prompt is shorter
         first, seeds, mixed = tasks[0], k["ensemble_seeds"], k["mixed_examples"]

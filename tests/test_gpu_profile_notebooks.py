@@ -64,8 +64,8 @@ def test_the_env_overrides_swap_model_data_and_steps(standin, monkeypatch):
     gpu = PROFILES["gpu"]
     assert profile.name == "gpu" and profile.device == "cuda" and profile.model == standin["SOFTPROMPT_MODEL"]
     assert profile.steps == round(gpu.steps * float(STEP_SCALE))
-    assert profile.knobs("04")["distill_steps"] == round(gpu.knobs("04")["distill_steps"] * float(STEP_SCALE))
-    assert profile.knobs("04")["target_examples"] == gpu.knobs("04")["target_examples"]  # only steps scale
+    assert profile.knobs("05")["distill_steps"] == round(gpu.knobs("05")["distill_steps"] * float(STEP_SCALE))
+    assert profile.knobs("05")["target_examples"] == gpu.knobs("05")["target_examples"]  # only steps scale
     for name in HUB_TASKS:
         task = sp.load_task(name)
         assert task.source == "hub" and task.metadata["local"].endswith(name)
