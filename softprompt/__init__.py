@@ -34,6 +34,7 @@ from .tasks.hub import HubDatasetError
 from .history import History
 from .callbacks import Callback, TrainState
 from .live import LiveLossPlot
+from .progress import progress_bar
 from .hf_trainer import PromptTrainer, TaskCollator
 from .prefix_cache import PromptPrefixCache
 from .serving import PromptBank, ensemble_predict, evaluate_ensemble
@@ -60,7 +61,7 @@ __all__ = [
     "MultitaskPromptEmbedding", "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "TaskFactorInit",
     "PromptModel", "get_prompt_model", "TrainingConfig", "train", "evaluate", "model_task_type",
     "Task", "TaskNotFoundError", "list_tasks", "load_task", "HubDatasetError", "History", "Callback", "TrainState",
-    "LiveLossPlot", "PromptTrainer", "TaskCollator", "PromptPrefixCache", "PromptBank", "ensemble_predict",
+    "LiveLossPlot", "progress_bar", "PromptTrainer", "TaskCollator", "PromptPrefixCache", "PromptBank", "ensemble_predict",
     "evaluate_ensemble", "MPTRecipe", "adapt_to_target", "distill", "target_prompt_model", "teacher_model",
     "teacher_student_kl", "train_teachers", "NeighborTable", "nearest_tokens", "PromptSnapshots",
     "WaywardnessReport", "hard_prompt_model", "measure_waywardness", "PromptExplorer", "TaskExplorer",

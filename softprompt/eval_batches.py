@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .enums import TaskType
 from .context import batch_max_length, check_token_ids
@@ -98,7 +98,7 @@ def ordered_batches(task, tokenizer, data, batch_size: int, *, sort_by_length: b
     order = length_order(task, tokenizer, data) if sort_by_length else list(range(len(data)))
     batches = iter_batches(data.select(order) if sort_by_length else data, batch_size)
     if progress is not None:
-        batches = tqdm(batches, total=-(-len(data) // batch_size), desc=progress)
+        batches = progress_bar(batches, total=-(-len(data) // batch_size), desc=progress)
     return batches, order
 
 

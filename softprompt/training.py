@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .batching import Batches, Mixing, model_inputs, training_rows
 from .callbacks import Callback, TrainState
@@ -131,7 +131,7 @@ def train(prompt_model, tokenizer, task, config: TrainingConfig | None = None, *
         cb.on_train_begin(state)
     if cfg.eval_every and start == 0:
         _evaluate_into(prompt_model, tokenizer, tasks, cfg, state, callbacks)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="prompt tuning", leave=True)
+    bar = progress_bar(total=cfg.steps, initial=start, disable=not progress, desc="prompt tuning", leave=True)
     prompt_model.train()
     try:
         for step in range(start + 1, cfg.steps + 1):  # step counts optimizer steps done, 1 after the first
