@@ -9,6 +9,7 @@ your own pyplot axes and finish with ``plt.show()``. ``fig.savefig("x.png")`` wo
 * :func:`pca_paths`: a 2-D PCA of a vocabulary sample, with the prompt tokens and their paths in training.
 * :func:`norm_histogram`: prompt-token norms against the distribution of vocabulary norms.
 * :func:`drift_plot`, :func:`label_rank_plot`: the snapshot metrics of :mod:`softprompt.snapshots` over steps.
+* :func:`confusion_heatmap`: an evaluation's confusion matrix, rows normalised, counts written in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .neighbors import display_token, embedding_matrix, label_token_ids, prompt_
 
 __all__ = [
     "NotebookFigure", "similarity_heatmap", "pca_paths", "norm_histogram", "drift_plot", "label_rank_plot", "pca_basis",
+    "confusion_heatmap",
 ]
 
 
@@ -225,4 +227,27 @@ def label_rank_plot(snapshots, tokenizer, label_words, metric: str = "cosine", *
     ax.set_ylabel("best rank over virtual tokens")
     ax.set_title(f"label words among the prompt's nearest tokens ({metric})")
     ax.legend(fontsize=8)
+    return fig
+
+
+def confusion_heatmap(result: dict, *, title: str = "", normalize: bool = True, ax=None) -> Figure:
+    """A confusion matrix from :func:`softprompt.evaluate` as a heatmap: rows the true class, columns the predicted.
+
+    ``normalize`` colours each row by its share (a row sums to 1, so classes of different sizes compare); the
+    cells are annotated with the counts either way. A prediction that matched no label word is not in the matrix.
+    """
+    counts = torch.tensor(result["confusion"], dtype=torch.float32)  # (K, K)
+    shown = counts / counts.sum(1, keepdim=True).clamp_min(1) if normalize else counts  # (K, K)
+    words = result["label_words"]
+    fig, ax = _axes(ax, (1.2 + 0.7 * len(words), 1.0 + 0.6 * len(words)))
+    ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i in range(len(words)):
+        for j in range(len(words)):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9,
+                    color="white" if shown[i, j] > 0.6 * float(shown.max()) else "black")
+    ax.set_xticks(range(len(words)), words, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(words)), words, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"accuracy {result['accuracy']:.3f}", fontsize=9)
     return fig

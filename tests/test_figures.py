@@ -114,3 +114,15 @@ def test_bad_input(emb, tokenizer):
         figures.pca_paths(torch.randn(2, 16), word_embeddings=emb)
     with pytest.raises(ValueError, match="word_embeddings="):
         figures.norm_histogram(torch.randn(2, 32))
+
+
+def test_confusion_heatmap_colours_row_shares_and_writes_counts():
+    result = {"confusion": [[6, 2], [1, 3]], "label_words": ["negative", "positive"], "accuracy": 0.75}
+    fig = figures.confusion_heatmap(result)
+    ax = fig.axes[0]
+    shown = ax.images[0].get_array()
+    assert abs(float(shown[0, 0]) - 0.75) < 1e-6 and abs(float(shown[1, 1]) - 0.75) < 1e-6  # 6/8 and 3/4
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "3", "6"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["negative", "positive"]
+    assert "0.750" in ax.get_title()
+    assert png(fig)[:4] == b"\x89PNG"
