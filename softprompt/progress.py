@@ -28,6 +28,8 @@ class _Text:
 class _DisplayFile:
     """A file for ``tqdm`` that writes each refresh into one updating display output."""
 
+    encoding = "utf-8"  # tells tqdm it may draw the bar with block characters, as on a terminal
+
     def __init__(self):
         self.handle = None
 
