@@ -40,7 +40,8 @@ seed by seed, so an interrupted benchmark has all arms for its first seeds.
     # or, faster on 2 cores: two one-thread workers on disjoint arms (the committed run was made so), then
     # --report-only to merge; each worker trains the sources its arms need
     OMP_NUM_THREADS=1 python benchmarks/bench_mpt_transfer.py --arms mpt_distill --out /tmp/b.json &
-    OMP_NUM_THREADS=1 python benchmarks/bench_mpt_transfer.py --arms random,sample_vocab,text,class_labels,spot,mpt_plain --out /tmp/a.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_mpt_transfer.py --out /tmp/a.json \
+        --arms random,sample_vocab,text,class_labels,spot,mpt_plain
     python benchmarks/bench_mpt_transfer.py --report-only                 # tables, JSON, figure from the cache
     python benchmarks/bench_mpt_transfer.py --quick --out-dir /tmp/q      # tiny model, seconds (tests use it)
 
