@@ -101,7 +101,8 @@ PROFILES: dict[str, Profile] = {
         notebooks={
             "02": dict(ablation_steps=10, lengths=[2, 20], eval_every=20, eval_examples=64),
             "03": dict(steps=40, wayward_steps=100, every=5, lr=0.1),
-            "05": dict(sources=["sentiment_movies", "topic", "formality"], target="arbitrary_sentiment",
+            # 05: three of benchmarks/bench_mpt_transfer.py's yes/no sources and its main target
+            "05": dict(sources=["yn_membership", "yn_colors", "entailment"], target="yn_facts",
                        teacher_steps=20, distill_steps=30, target_steps=15, target_examples=32,
                        eval_examples=64, max_length=64),
             "04": dict(tasks={"movies": "sentiment_movies", "emotion": "emotion", "formality": "formality"},
