@@ -3,6 +3,7 @@ a parameters cell that picks a profile; and at the end Summary, Questionnaire, E
 in that order."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,29 @@ def test_frame(path):
     at = [headings.index(h) if h in headings else -1 for h in ENDING]
     assert -1 not in at, f"missing {[h for h, i in zip(ENDING, at) if i < 0]}"
     assert at == sorted(at), f"the ending must be {ENDING} in that order"
+
+
+LOOK_INSIDE = re.compile(r"^\s*#\s*(look inside|by hand)\b", re.I | re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_look_inside_cell_checks_the_library(path):
+    """Issue 14: each notebook builds or opens up the idea by hand and asserts it equals the library. The cell is
+    marked by a comment line starting ``# Look inside`` or ``# By hand`` and holds an ``assert``."""
+    cells = json.loads(path.read_text())["cells"]
+    marked = [c for c in cells if c["cell_type"] == "code" and LOOK_INSIDE.search("".join(c["source"]))]
+    assert marked, "no code cell marked '# Look inside' / '# By hand'"
+    assert any("assert" in "".join(c["source"]) for c in marked), "a look-inside cell must assert its equality"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_are_graded(path):
+    """Every exercise starts with its grade, ★ to ★★★, and at least one is an implementation exercise (★★★)."""
+    cells = json.loads(path.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    exercises = text.split("## Exercises", 1)[1].split("## Further reading", 1)[0]
+    items = re.findall(r"^\d+\.\s+(.{0,12})", exercises, re.M)
+    assert items, "no numbered exercises"
+    ungraded = [i for i in items if "★" not in i]
+    assert not ungraded, f"exercises without a grade at the start: {ungraded}"
+    assert any("★★★" in i for i in items), "no ★★★ (implement it yourself) exercise"
