@@ -223,7 +223,9 @@ def workloads(profile: Profile, notebook: str) -> list:
                 Eval("validation during training", task, n_eval, T, repeats=p.steps // k["eval_every"] + 1,
                      max_length=cap),
                 Eval("trained prompt", task, _n(p.eval_examples, test), T, max_length=cap)]
-        for what, t, n in [("init ablation", T, 4)] + [(f"length T={t}", t, 1) for t in k["lengths"]]:
+        seeds = len(k["length_seeds"])  # the length-T, seed-0 run is the init ablation's
+        for what, t, n in ([("init ablation", T, 4), (f"length T={T}, more seeds", T, seeds - 1)]
+                           + [(f"length T={t}", t, seeds) for t in k["lengths"] if t != T]):
             runs += [Train(what, (task,), k["ablation_steps"] * n, B, t, max_length=cap),
                      Eval(f"{what}: validation", task, n_eval, t, repeats=2 * n, max_length=cap)]
         return runs

@@ -99,7 +99,7 @@ PROFILES: dict[str, Profile] = {
         dtype="float32",
         max_length=None,
         notebooks={
-            "02": dict(ablation_steps=10, lengths=[2, 20], eval_every=20, eval_examples=64),
+            "02": dict(ablation_steps=10, lengths=[2, 20], length_seeds=[0, 1, 2], eval_every=20, eval_examples=64),
             "03": dict(steps=40, wayward_steps=100, every=5, lr=0.1),
             # 05: three of benchmarks/bench_mpt_transfer.py's yes/no sources and its main target
             "05": dict(sources=["yn_membership", "yn_colors", "entailment"], target="yn_facts",
@@ -126,7 +126,8 @@ PROFILES: dict[str, Profile] = {
         dtype="auto",
         max_length=256,
         notebooks={
-            "02": dict(ablation_steps=100, lengths=[5, 50, 100], eval_every=50, eval_examples=1000),
+            "02": dict(ablation_steps=100, lengths=[5, 50, 100], length_seeds=[0, 1, 2], eval_every=50,
+                       eval_examples=1000),
             "03": dict(steps=300, wayward_steps=300, every=25, lr=0.1),
             "05": dict(sources=["mnli", "qnli", "qqp", "sst2"], target="boolq",
                        teacher_steps=150, distill_steps=150, target_steps=40, target_examples=32,
