@@ -599,8 +599,8 @@ def main(argv=None) -> dict:
               "per_run_wall_seconds": {"mean": (sum(r["wall_seconds"] for r in finished) / len(finished))
                                        if finished else None}}
     timing["total_compute_seconds"] = timing["target_runs_wall_seconds"] + timing["source_training_seconds"]
-    # every run uses one thread, so the full run fills 2 cores with two workers (--arms split in two, as
-    # README says): its wall time is about half the summed run time. An estimate from the records, not a clock.
+    # every run uses one thread, so the full run fills 2 cores with two workers (--arms split in two, as the
+    # module docstring shows): its wall time is about half the summed run time. An estimate, not a clock.
     timing["two_workers_wall_hours_estimate"] = timing["total_compute_seconds"] / 2 / 3600
     summary = summarize(args, finished, logs, spot, timing)
     print_report(args, summary)

@@ -63,8 +63,7 @@ __all__ = [
     "Task", "TaskNotFoundError", "list_tasks", "load_task", "HubDatasetError", "History", "Callback", "TrainState",
     "LiveLossPlot", "progress_bar", "PromptTrainer", "TaskCollator", "PromptPrefixCache", "PromptBank",
     "ensemble_predict", "evaluate_ensemble", "MPTRecipe", "adapt_to_target", "distill", "target_prompt_model",
-    "teacher_model",
-    "teacher_student_kl", "train_teachers", "NeighborTable", "nearest_tokens", "PromptSnapshots",
+    "teacher_model", "teacher_student_kl", "train_teachers", "NeighborTable", "nearest_tokens", "PromptSnapshots",
     "WaywardnessReport", "hard_prompt_model", "measure_waywardness", "PromptExplorer", "TaskExplorer",
     "Profile", "pick_profile",
 ]

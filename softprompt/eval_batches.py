@@ -16,11 +16,11 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from .progress import progress_bar
 
 from .enums import TaskType
 from .context import batch_max_length, check_token_ids
 from .model_kind import is_prompt_model, model_task_type
+from .progress import progress_bar
 from .task_ids import task_id_for
 
 __all__ = ["split_examples", "length_order", "unsort", "iter_batches", "ordered_batches", "eval_mode",

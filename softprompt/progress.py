@@ -31,16 +31,16 @@ class _DisplayFile:
     encoding = "utf-8"  # tells tqdm it may draw the bar with block characters, as on a terminal
 
     def __init__(self):
-        self.handle = None
+        from IPython.display import display  # only ever built inside a Jupyter kernel
+
+        self.display, self.handle = display, None
 
     def write(self, s: str) -> None:
         line = s.replace("\r", "").strip("\n")
         if not line.strip():
             return
-        from IPython.display import display
-
         if self.handle is None:
-            self.handle = display(_Text(line), display_id=True)
+            self.handle = self.display(_Text(line), display_id=True)
         else:
             self.handle.update(_Text(line))
 

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 
 import torch
-from .progress import progress_bar
 
 from .batching import Batches, Mixing, model_inputs, training_rows
 from .callbacks import Callback, TrainState
@@ -28,6 +27,7 @@ from .evaluation import evaluate
 from .history import History
 from .optim import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OptimizerName, Schedule, lr_factor, make_optimizer
 from .precision import Precision, keep_float32
+from .progress import progress_bar
 from .resume import save, start_or_resume
 from .shared_prompt import shared_prompt_loss
 from .task_ids import check_task_id
