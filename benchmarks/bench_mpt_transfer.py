@@ -34,16 +34,14 @@ seed, the difference ``mpt_distill - arm`` with its 95% interval.
 Resumable: every finished target run is one small JSON file, every trained source one safetensors
 file (+ JSON), under ``--runs-dir`` (committed: ``benchmarks/results/mpt_runs``). A rerun skips what is
 there, even in a fresh clone; a file's name carries a hash of every setting that shapes it. Runs go
-seed by seed, so an interrupted benchmark has all arms for its first seeds.
+seed by seed, so an interrupted benchmark has all arms for its first seeds. ``--workers N`` runs the same
+queue in N one-thread processes (sources first, each trained once under a file lock); every invocation
+that trains something leaves its wall time in ``invocation-*.json``, and the report quotes the wall time
+of the invocation that did the whole run from an empty cache (``timing.full_run``).
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_mpt_transfer.py             # the full run (resumes)
-    # or, faster on 2 cores: two one-thread workers on disjoint arms (the committed run was made so), then
-    # --report-only to merge; each worker trains the sources its arms need
-    OMP_NUM_THREADS=1 python benchmarks/bench_mpt_transfer.py --arms mpt_distill --out /tmp/b.json &
-    OMP_NUM_THREADS=1 python benchmarks/bench_mpt_transfer.py --out /tmp/a.json \
-        --arms random,sample_vocab,text,class_labels,spot,mpt_plain
-    python benchmarks/bench_mpt_transfer.py --report-only                 # tables, JSON, figure from the cache
-    python benchmarks/bench_mpt_transfer.py --quick --out-dir /tmp/q      # tiny model, seconds (tests use it)
+    python benchmarks/bench_mpt_transfer.py --workers 2              # the full run on 2 cores (resumes)
+    python benchmarks/bench_mpt_transfer.py --report-only            # tables, JSON, figure from the cache
+    python benchmarks/bench_mpt_transfer.py --quick --out-dir /tmp/q # tiny model, seconds (tests use it)
 
 Results: ``softprompt/data/results/mpt_transfer.json`` and ``benchmarks/results/mpt_transfer.png``.
 """
@@ -51,6 +49,7 @@ Results: ``softprompt/data/results/mpt_transfer.json`` and ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -113,6 +112,8 @@ def parse_args(argv=None):
     p.add_argument("--report-only", action="store_true", help="train nothing: summarize the cached runs")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new target runs")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the job queue, one thread each (2 on a 2-core machine)")
     p.add_argument("--quick", action="store_true", help="tiny random model, tiny settings: the test suite's run")
     args = p.parse_args(argv)
     if args.quick:
@@ -136,6 +137,8 @@ def parse_args(argv=None):
     args.seeds, args.shots, args.control_shots, args.sweep = (_ints(args.seeds), _ints(args.shots),
                                                               _ints(args.control_shots), _ints(args.sweep))
     args.sources = [s for s in args.sources.split(",") if s]
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1; got {args.workers}.")
     args.arms = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown:
@@ -232,6 +235,22 @@ class RunsDir:
         atomic_write_json(self.file(name, fields, scope=scope), value)
 
 
+@contextlib.contextmanager
+def locked(runs_dir, name: str):
+    """Hold an exclusive lock named ``name`` in ``runs_dir`` (released when the holder exits, even by a kill),
+    so that two workers never train the same source: the second waits, then finds it in the cache."""
+    import fcntl
+
+    folder = Path(runs_dir) / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def distill_steps_for(recipe, k: int, n_sources: int) -> int:
     """Stage-2 steps for the first ``k`` of ``n_sources`` sources: the recipe's steps are for all of them, so
     every source task gets the same number of examples whatever ``k`` (the sweep varies tasks, not data per task)."""
@@ -314,13 +333,17 @@ class Sources:
         return self.tasks[name]
 
     def teachers(self) -> dict[str, torch.Tensor]:
+        if self._teachers is not None:
+            return self._teachers
+        with locked(self.runs.path, "source_teachers"):
+            return self._load_or_train_teachers()
+
+    def _load_or_train_teachers(self) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         from softprompt.atomic import atomic_save_safetensors
         from softprompt.mpt import train_teachers, vanilla_prompt_model
 
-        if self._teachers is not None:
-            return self._teachers
         fields = {"kind": "teachers", "sources": self.args.sources}
         path = self.runs.file("source_teachers", fields, ".safetensors", scope="teachers")
         info = self.runs.get("source_teachers", fields, scope="teachers")
@@ -342,14 +365,18 @@ class Sources:
 
     def student(self, distill: bool, k: int):
         """The MPT source on the first ``k`` sources, with or without distillation."""
+        name = f"source_{'mpt_distill' if distill else 'mpt_plain'}_k{k}"
+        if name in self._students:
+            return self._students[name]
+        with locked(self.runs.path, name):
+            return self._load_or_train_student(distill, k, name)
+
+    def _load_or_train_student(self, distill: bool, k: int, name: str):
         from safetensors.torch import load_file
 
         from softprompt.atomic import atomic_save_safetensors
         from softprompt.mpt import distill as run_distill
 
-        name = f"source_{'mpt_distill' if distill else 'mpt_plain'}_k{k}"
-        if name in self._students:
-            return self._students[name]
         names = self.args.sources[:k]
         steps = self.distill_steps(k)
         fields = {"kind": name, "sources": names, "steps": steps}
@@ -387,6 +414,10 @@ class Sources:
 
     def spot(self, target: str) -> dict:
         """The teacher whose prompt scores best on the target's validation split, before any target training."""
+        with locked(self.runs.path, f"spot_{target}"):
+            return self._load_or_choose_spot(target)
+
+    def _load_or_choose_spot(self, target: str) -> dict:
         from softprompt import evaluate
         from softprompt.mpt import vanilla_prompt_model
 
@@ -546,6 +577,114 @@ def plot(args, summary: dict, path: str) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------------- the workers
+def source_jobs(args, todo: list[dict]) -> list[tuple]:
+    """The sources the pending target runs need, teachers first (distillation and SPoT wait for them), then
+    the plain MPT source (which does not), then the distilled ones, largest first: two workers stay busy."""
+    arms = {j["arm"] for j in todo}
+    items = [("teachers",)] if arms & {"spot", "mpt_distill"} else []
+    if "mpt_plain" in arms:
+        items.append(("student", False, len(args.sources)))
+    ks = sorted({j["num_sources"] for j in todo if j["arm"] == "mpt_distill"}, reverse=True)
+    return items + [("student", True, k) for k in ks]
+
+
+def work(args, queue, label: str = "") -> None:
+    """Take jobs from ``queue`` until a ``None``: sources (trained once, under a lock) and target runs."""
+    if args.workers > 1:
+        torch.set_num_threads(1)
+    recipe = make_recipe(args)
+    runs_dir = RunsDir(args.runs_dir, args.model, recipe_dict(recipe), args.test_examples, args.val_examples)
+    model, tokenizer = load(args)
+    sources = Sources(args, runs_dir, model, tokenizer, recipe)
+    n_all = len(args.sources)
+    while (item := queue.get()) is not None:
+        kind, what = item
+        if kind == "source":
+            sources.teachers() if what[0] == "teachers" else sources.student(what[1], what[2])
+            continue
+        index, total, job = what
+        name = run_name(job, n_all)
+        if runs_dir.get(name, job, scope=RunsDir.scope_of(job)) is not None:
+            continue
+        result = run_one(args, sources, job)
+        runs_dir.put(name, job, result, scope=RunsDir.scope_of(job))
+        print(f"{label}  [{index}/{total}] {name}: {result['accuracy']:.3f} "
+              f"({result['train_seconds']:.0f} s train, {result['eval_seconds']:.0f} s eval)", flush=True)
+
+
+def run_queue(args, items: list) -> None:
+    """Run ``items`` in this process (``--workers 1``) or in ``args.workers`` forked one-thread processes."""
+    import multiprocessing
+    import queue as queues
+
+    if args.workers == 1:
+        q = queues.SimpleQueue()
+        for item in [*items, None]:
+            q.put(item)
+        work(args, q)
+        return
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise SystemExit("--workers > 1 needs the 'fork' start method (Linux); on this system run one worker "
+                         "per --arms subset in separate shells instead (see the module docstring).")
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    for item in [*items, *[None] * args.workers]:
+        q.put(item)
+    procs = [ctx.Process(target=work, args=(args, q, f"[worker {w}]"), daemon=False) for w in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [w for w, proc in enumerate(procs) if proc.exitcode != 0]
+    if failed:
+        raise SystemExit(f"workers {failed} failed (exit codes {[procs[w].exitcode for w in failed]}); what "
+                         "finished is cached: rerun the same command to continue.")
+
+
+def current_sources(args, runs_dir: RunsDir, recipe) -> dict:
+    """``{source name: its info}`` for the trained sources in the cache that match the current settings."""
+    logs = {}
+    for f in sorted(Path(args.runs_dir).glob("source_*.json")) if Path(args.runs_dir).exists() else []:
+        stem = f.stem.rsplit("-", 1)
+        scope = "teachers" if stem[0] == "source_teachers" else "source"
+        if len(stem) == 2 and runs_dir.file(stem[0], _source_fields(args, stem[0], recipe), scope=scope).name == f.name:
+            logs[stem[0]] = json.loads(f.read_text())
+    return logs
+
+
+def record_invocation(args, runs_dir: RunsDir, recipe, t_start: float, *, planned: int, cached: int, new: int,
+                      sources_before: dict) -> None:
+    """Leave this invocation's wall time in the runs dir (``invocation-<UTC time>.json``): what it started from,
+    what it trained, with how many workers. The report finds the one that did the whole run."""
+    from softprompt.atomic import atomic_write_json
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sources_after = current_sources(args, runs_dir, recipe)
+    atomic_write_json(Path(args.runs_dir) / f"invocation-{stamp}.json", {
+        "finished_utc": stamp, "wall_seconds": time.perf_counter() - t_start, "workers": args.workers,
+        "threads_per_worker": 1 if args.workers > 1 else torch.get_num_threads(), "cpus": os.cpu_count(),
+        "settings": settings_key(args, runs_dir),
+        "target_runs_planned": planned, "target_runs_cached_at_start": cached, "target_runs_new": new,
+        "sources_cached_at_start": sorted(sources_before),
+        "sources_new": sorted(set(sources_after) - set(sources_before)),
+    })
+
+
+def settings_key(args, runs_dir: RunsDir) -> str:
+    """A hash of the design and every setting: invocations of another design are not this benchmark's clock."""
+    design = {"sources": args.sources, "main": args.main_target, "control": args.control_target, "seeds": args.seeds,
+              "shots": args.shots, "control_shots": args.control_shots, "sweep": args.sweep, "arms": args.arms}
+    return digest(runs_dir.bases["target"] | {"design": design})
+
+
+def invocations(args, runs_dir: RunsDir) -> list[dict]:
+    """The recorded invocations of this design and these settings, oldest first."""
+    key = settings_key(args, runs_dir)
+    files = sorted(Path(args.runs_dir).glob("invocation-*.json")) if Path(args.runs_dir).exists() else []
+    return [r for f in files if (r := json.loads(f.read_text())).get("settings") == key]
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_invocation = time.perf_counter()
@@ -561,31 +700,19 @@ def main(argv=None) -> dict:
           f"sources: {len(args.sources)} teachers x {recipe.teacher_steps} steps, "
           f"{2 + len(args.sweep)} MPT sources x {recipe.distill_steps} steps (x k/{len(args.sources)} for k sources)",
           flush=True)
-    model = tokenizer = None
+    if args.max_runs is not None:
+        todo = todo[:args.max_runs]
+    sources_before = current_sources(args, runs_dir, recipe)
     if not args.report_only and todo:
-        model, tokenizer = load(args)
-    sources = Sources(args, runs_dir, model, tokenizer, recipe)
-    done_now = 0
-    for job in jobs:
-        name = run_name(job, n_all)
-        if args.report_only or runs_dir.get(name, job, scope=RunsDir.scope_of(job)) is not None:
-            continue
-        if args.max_runs is not None and done_now >= args.max_runs:
-            break
-        result = run_one(args, sources, job)
-        runs_dir.put(name, job, result, scope=RunsDir.scope_of(job))
-        done_now += 1
-        print(f"  [{jobs.index(job) + 1}/{len(jobs)}] {name}: {result['accuracy']:.3f} "
-              f"({result['train_seconds']:.0f} s train, {result['eval_seconds']:.0f} s eval)", flush=True)
+        queue = [("source", item) for item in source_jobs(args, todo)]
+        queue += [("target", (jobs.index(j) + 1, len(jobs), j)) for j in todo]
+        run_queue(args, queue)
+        record_invocation(args, runs_dir, recipe, t_invocation, planned=len(jobs), cached=len(jobs) - len(todo),
+                          new=len(todo), sources_before=sources_before)
 
     # the report reads only the cache: the same tables whichever session ran which runs
     finished = [r for j in jobs if (r := runs_dir.get(run_name(j, n_all), j, scope=RunsDir.scope_of(j))) is not None]
-    logs = {}
-    for f in sorted(Path(args.runs_dir).glob("source_*.json")) if Path(args.runs_dir).exists() else []:
-        stem = f.stem.rsplit("-", 1)
-        scope = "teachers" if stem[0] == "source_teachers" else "source"
-        if len(stem) == 2 and runs_dir.file(stem[0], _source_fields(args, stem[0], recipe), scope=scope).name == f.name:
-            logs[stem[0]] = json.loads(f.read_text())
+    logs = current_sources(args, runs_dir, recipe)
     spot = {t: runs_dir.get(f"spot_{t}", {"kind": "spot", "target": t, "sources": args.sources}, scope="teachers")
             for t in (args.main_target, args.control_target)}
     timing = {"target_runs_wall_seconds": sum(r["wall_seconds"] for r in finished),
@@ -598,15 +725,25 @@ def main(argv=None) -> dict:
               "this_invocation_seconds": time.perf_counter() - t_invocation,
               "per_run_wall_seconds": {"mean": (sum(r["wall_seconds"] for r in finished) / len(finished))
                                        if finished else None}}
-    timing["total_compute_seconds"] = timing["target_runs_wall_seconds"] + timing["source_training_seconds"]
-    # every run uses one thread, so the full run fills 2 cores with two workers (--arms split in two, as the
-    # module docstring shows): its wall time is about half the summed run time. An estimate, not a clock.
+    # a run's wall time includes a source trained inside it (when no worker had trained it first): count
+    # training and evaluation only, and the sources once
+    timing["target_runs_train_eval_seconds"] = sum(r["train_seconds"] + r["eval_seconds"] for r in finished)
+    timing["total_compute_seconds"] = timing["target_runs_train_eval_seconds"] + timing["source_training_seconds"]
+    # every run uses one thread, so two workers fill 2 cores: about half the summed time. An estimate, not a clock
     timing["two_workers_wall_hours_estimate"] = timing["total_compute_seconds"] / 2 / 3600
+    # the clock: the invocation that trained every source and every run from an empty cache, if one did
+    whole = [r for r in invocations(args, runs_dir) if r["target_runs_cached_at_start"] == 0
+             and not r["sources_cached_at_start"] and r["target_runs_new"] == r["target_runs_planned"] == len(jobs)]
+    timing["full_run"] = whole[-1] | {"wall_hours": whole[-1]["wall_seconds"] / 3600} if whole else None
     summary = summarize(args, finished, logs, spot, timing)
     print_report(args, summary)
     print(f"\n{len(finished)}/{len(jobs)} runs finished; compute so far {timing['total_compute_seconds']:.0f} s "
           f"(target runs {timing['target_runs_wall_seconds']:.0f} s, sources "
           f"{timing['source_training_seconds']:.0f} s); this invocation {timing['this_invocation_seconds']:.0f} s")
+    if timing["full_run"]:
+        f = timing["full_run"]
+        print(f"the whole run from an empty cache: {f['wall_hours']:.2f} h wall ({f['workers']} workers, "
+              f"{f['cpus']} cpus, finished {f['finished_utc']})")
     out = {
         "benchmark": "mpt_transfer",
         "complete": len(finished) == len(jobs),

@@ -58,3 +58,29 @@ def test_quick_refuses_the_committed_runs_dir():
     bench = _bench()
     with pytest.raises(SystemExit, match="never writes"):
         bench.parse_args(["--quick", "--runs-dir", str(bench.DEFAULT_RUNS)])
+
+
+def test_two_workers_share_the_queue_and_record_the_wall_time(tmp_path):
+    bench = _bench()
+    one = bench.main(["--quick", "--out-dir", str(tmp_path / "one")])
+    two = bench.main(["--quick", "--workers", "2", "--out-dir", str(tmp_path / "two")])
+    # the same runs, whichever process ran them: the results do not depend on the split
+    assert two["settings"] == one["settings"] and two["source_count_sweep"] == one["source_count_sweep"]
+    runs = tmp_path / "two" / "mpt_runs"
+    # every source trained once (the locks), and the invocation that did it all is the report's clock
+    assert sorted(p.name.rsplit("-", 1)[0] for p in runs.glob("source_*.json")) == [
+        "source_mpt_distill_k1", "source_mpt_distill_k2", "source_mpt_distill_k3", "source_mpt_plain_k3",
+        "source_teachers"]
+    (record,) = [json.loads(p.read_text()) for p in runs.glob("invocation-*.json")]
+    assert record["workers"] == 2 and record["target_runs_new"] == record["target_runs_planned"] == 46
+    assert two["timing"]["full_run"]["wall_seconds"] == record["wall_seconds"] > 0
+    # a resumed invocation trains nothing and records nothing; the clock stays the whole run's
+    again = bench.main(["--quick", "--workers", "2", "--out-dir", str(tmp_path / "two")])
+    assert len(list(runs.glob("invocation-*.json"))) == 1
+    assert again["timing"]["full_run"] == two["timing"]["full_run"]
+    assert one["timing"]["full_run"]["workers"] == 1
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(SystemExit, match="--workers"):
+        _bench().parse_args(["--quick", "--workers", "0"])
