@@ -238,9 +238,13 @@ class RunsDir:
 @contextlib.contextmanager
 def locked(runs_dir, name: str):
     """Hold an exclusive lock named ``name`` in ``runs_dir`` (released when the holder exits, even by a kill),
-    so that two workers never train the same source: the second waits, then finds it in the cache."""
-    import fcntl
-
+    so that two workers never train the same source: the second waits, then finds it in the cache. Without
+    ``fcntl`` (Windows) there is no lock, and no ``--workers`` either: one process needs none."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     folder = Path(runs_dir) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{name}.lock", "w") as handle:
@@ -579,8 +583,9 @@ def plot(args, summary: dict, path: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- the workers
 def source_jobs(args, todo: list[dict]) -> list[tuple]:
-    """The sources the pending target runs need, teachers first (distillation and SPoT wait for them), then
-    the plain MPT source (which does not), then the distilled ones, largest first: two workers stay busy."""
+    """The sources the pending target runs need: the teachers first (SPoT uses them, and both MPT sources start
+    P* from their mean, so a second worker waits for them, about 5 of the run's ~90 minutes on 2 cores), then
+    the plain MPT source, then the distilled ones, most sources first."""
     arms = {j["arm"] for j in todo}
     items = [("teachers",)] if arms & {"spot", "mpt_distill"} else []
     if "mpt_plain" in arms:
