@@ -29,8 +29,9 @@ Arms (every one trains the same steps on the same few-shot examples in the same 
 Seeds change the few-shot sample, the data order and the random/sampled inits; the teachers and the MPT
 sources are trained once (recipe seed 0) and shared by every seed, so the intervals measure target-stage
 variation only. Each arm: mean over seeds with a 95% t interval (``softprompt.stats``) and, paired by
-seed, the difference ``mpt_distill - arm`` with its 95% interval. A rerun on the same machine and thread
-count repeats every number; another CPU rounds differently, and the sources, trained once, then come out
+seed, the difference ``mpt_distill - arm`` with its 95% interval. On one machine and thread count a rerun
+repeats the numbers (checked for one full-size target run, and for every number of ``--quick`` with one and
+two workers); another CPU rounds differently, and the sources, trained once, then come out
 different (the first full run, ``mpt_transfer_earlier_run.json``, against this one: see the README).
 
 Resumable: every finished target run is one small JSON file, every trained source one safetensors
