@@ -590,7 +590,7 @@ def source_jobs(args, todo: list[dict]) -> list[tuple]:
     P* from their mean, so a second worker waits for them, about 5 of the run's ~90 minutes on 2 cores), then
     the plain MPT source, then the distilled ones, most sources first."""
     arms = {j["arm"] for j in todo}
-    items = [("teachers",)] if arms & {"spot", "mpt_distill"} else []
+    items = [("teachers",)] if arms & {"spot", "mpt_plain", "mpt_distill"} else []
     if "mpt_plain" in arms:
         items.append(("student", False, len(args.sources)))
     ks = sorted({j["num_sources"] for j in todo if j["arm"] == "mpt_distill"}, reverse=True)
@@ -633,8 +633,8 @@ def run_queue(args, items: list) -> None:
         work(args, q)
         return
     if "fork" not in multiprocessing.get_all_start_methods():
-        raise SystemExit("--workers > 1 needs the 'fork' start method (Linux); on this system run one worker "
-                         "per --arms subset in separate shells instead (see the module docstring).")
+        raise SystemExit("--workers > 1 needs the 'fork' start method (Linux, macOS); on this system run "
+                         "--workers 1.")
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     for item in [*items, *[None] * args.workers]:
@@ -746,7 +746,7 @@ def main(argv=None) -> dict:
     summary = summarize(args, finished, logs, spot, timing)
     print_report(args, summary)
     print(f"\n{len(finished)}/{len(jobs)} runs finished; compute so far {timing['total_compute_seconds']:.0f} s "
-          f"(target runs {timing['target_runs_wall_seconds']:.0f} s, sources "
+          f"(target runs {timing['target_runs_train_eval_seconds']:.0f} s training and evaluation, sources "
           f"{timing['source_training_seconds']:.0f} s); this invocation {timing['this_invocation_seconds']:.0f} s")
     if timing["full_run"]:
         f = timing["full_run"]
