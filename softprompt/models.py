@@ -127,6 +127,7 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     device: str | torch.device | None = None,
     offline: bool | None = None,
+    hub_kernels: bool = False,
     **model_kwargs,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``(model, tokenizer)`` from a preset name, a hub id or a local directory.
@@ -140,12 +141,20 @@ def load_model(
             it, float16 on other GPUs, float32 on the CPU; :func:`softprompt.precision.resolve_dtype`).
         device: where to put the model; default stays on the CPU.
         offline: force the offline route (True) or the hub (False); default reads ``HF_HUB_OFFLINE``.
+        hub_kernels: let transformers swap layers' forwards for kernels downloaded from the hub (its
+            ``use_kernels``). Off by default: the by-hand equalities in the notebooks need the model's own
+            PyTorch code, bit for bit, and no code should be downloaded when ``.train()`` is called. On
+            (``hub_kernels=True``, needs the ``kernels`` package and the hub), a GPU may run faster layers
+            that are not bit-exact with the reference code.
         **model_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels`` for SEQ_CLS).
 
     Raises:
         ModelLoadError: naming every route tried and the command that fixes it.
     """
     dtype = resolve_dtype(dtype, device if device is not None else "cpu")  # ValueError for an unknown name
+    if "use_kernels" in model_kwargs:
+        raise ValueError("load_model sets transformers' use_kernels itself; pass hub_kernels=True (or False) instead.")
+    model_kwargs = {**model_kwargs, "use_kernels": bool(hub_kernels)}  # transformers >= 5.25 defaults it to True
     offline = is_offline() if offline is None else offline
     key = preset_key(name_or_path)
     preset = PRESETS.get(key) if key else None
@@ -415,7 +424,8 @@ def _remove_stale_conversions(root: Path, name: str, age_s: float = 3600.0) -> N
 def _dequantize(gguf: Path):
     """Load a GGUF through transformers (dequantizing it) into a model that ``save_pretrained`` accepts."""
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                  use_kernels=False)
     model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config

@@ -128,3 +128,21 @@ def test_offline_hub_id_of_a_preset_loads_through_the_gguf_cache(smollm2):
 
     tok = load_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct", offline=True)
     assert tok.tokenize(" positive") == ["Ġpositive"]
+
+
+def test_hub_kernels_are_off_by_default_and_opt_in(tmp_path):
+    """transformers >= 5.25 loads with use_kernels=True and kernelizes at .train(); load_model says no unless asked."""
+    tiny_model("llama").save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    model, _ = load_model(str(tmp_path))
+    model.train()  # would kernelize (swap forwards, fetch code from the hub) with use_kernels on
+    assert getattr(model, "use_kernels", False) is False
+    ids = torch.tensor([[5, 6, 7]])
+    reference = tiny_model("llama")  # built from the config: never kernelized
+    reference.load_state_dict(model.state_dict())
+    assert torch.equal(model(ids).logits, reference.train()(ids).logits)  # the model's own code, bit for bit
+    with pytest.raises(ValueError, match="hub_kernels"):
+        load_model(str(tmp_path), use_kernels=True)
+    pytest.importorskip("kernels", reason="the opt-in needs the kernels package (transformers installs it from 5.25)")
+    opted, _ = load_model(str(tmp_path), hub_kernels=True)
+    assert opted.use_kernels is True
