@@ -16,11 +16,11 @@ from torch import nn
 
 from .enums import TaskType
 from .config_from_model import portable_name
-from .context import check_token_ids
+from .context import check_token_ids, context_size, position_table_size
 
 __all__ = [
-    "check_real_weights", "check_model_class", "check_transformer_submodules", "check_inputs", "check_input_ids",
-    "check_length", "check_logits_to_keep", "check_no_logits_to_keep", "check_generate_inputs", "check_saved_prompt",
+    "check_real_weights", "check_model_class", "check_transformer_submodules", "check_prompt_fits", "check_inputs",
+    "check_input_ids", "check_length", "check_logits_to_keep", "check_no_logits_to_keep", "check_generate_inputs", "check_saved_prompt",
 ]
 
 
@@ -61,6 +61,22 @@ def check_transformer_submodules(task_type: TaskType, num_transformer_submodules
             f"num_transformer_submodules={num_transformer_submodules} is for seq2seq models only; "
             f"task_type={task_type.value} has one transformer stack: use 1."
         )
+
+
+def check_prompt_fits(model: nn.Module, num_virtual_tokens: int) -> None:
+    """The prompt alone must fit ``model``'s context: ``T <= N`` for ``N`` positions (its learned position table or
+    its config's context, whichever is smaller). ``T == N`` builds, but leaves no room for text: training and
+    evaluation say so (:func:`softprompt.context.batch_max_length`)."""
+    limits = [n for n in (position_table_size(model), context_size(model)) if n is not None]
+    if limits and num_virtual_tokens > min(limits):
+        raise ValueError(_prompt_too_long(model, num_virtual_tokens, min(limits)))
+
+
+def _prompt_too_long(model: nn.Module, T: int, limit: int) -> str:
+    verb = "exceed" if T > limit else "fill"
+    return (f"num_virtual_tokens={T}: the prompt's {T} virtual tokens alone {verb} {type(model).__name__}'s context "
+            f"of {limit} positions, which leaves no room for the text; use at most {limit - 1} virtual tokens "
+            "(or a model with a longer context).")
 
 
 def check_inputs(prompt_model, input_ids, inputs_embeds, attention_mask, check_vocab: bool | None = None) -> None:
@@ -108,6 +124,8 @@ def check_input_ids(prompt_model, input_ids, check_vocab: bool | None = None) ->
 def check_length(prompt_model, length: int, what: str = "input tokens") -> None:
     """``T + L`` must fit a learned position table (GPT-2, BERT); no device sync, just the shapes."""
     limit, T = prompt_model._max_positions, prompt_model.num_virtual_tokens
+    if limit is not None and T >= limit:  # a PromptModel built directly: get_prompt_model refuses T > limit
+        raise ValueError(_prompt_too_long(prompt_model.base_model, T, limit))
     if limit is not None and T + length > limit:
         raise ValueError(
             f"The prompt's {T} virtual tokens plus {length} {what} make {T + length} positions, but "

@@ -22,7 +22,7 @@ from .adapter_files import adapter_configs, load_adapter, peft_encoder_prompt, s
 from .config import PromptTuningConfig, TaskType
 from .context import position_table_size
 from .input_checks import (check_generate_inputs, check_inputs, check_logits_to_keep, check_model_class,
-                           check_real_weights, check_saved_prompt)
+                           check_prompt_fits, check_real_weights, check_saved_prompt)
 from .model_kind import check_task_type
 from .multitask import MultitaskPromptEmbedding, MultitaskPromptTuningConfig
 from .positions import causal_position_ids, extend_token_type_ids, shifted_position_ids, strip_prompt
@@ -231,6 +231,7 @@ def get_prompt_model(model: nn.Module, config, tokenizer=None) -> PromptModel:
     config = config.filled_from_model(model) if hasattr(config, "filled_from_model") else dataclasses.replace(config)
     if config.task_type is not None:
         check_task_type(model, config.task_type)  # e.g. CAUSAL_LM on a BERT classifier: logits of shape (B, 0)
+    check_prompt_fits(model, config.num_virtual_tokens)  # T virtual tokens past the model's context: no room for text
     word_embeddings = model.get_input_embeddings()
     model.requires_grad_(False)
     is_mpt = config.peft_type == "MULTITASK_PROMPT_TUNING"
