@@ -1,4 +1,4 @@
-"""Training a PromptModel with ``transformers.Trainer``: the road to several GPUs through accelerate.
+"""Training a PromptModel with ``transformers.Trainer``, on one device or several (data parallel).
 
 :func:`softprompt.train` is the readable loop for one device. For data parallelism, mixed
 precision or DeepSpeed, hand the same PromptModel to Hugging Face's Trainer; we write no
@@ -18,6 +18,24 @@ distributed code of our own. Two small pieces make that smooth:
         data_collator=TaskCollator(task, tokenizer, prompt_model),
     )
     trainer.train()
+
+Several devices: launch the same script with ``torchrun --nproc_per_node N train.py`` (or
+``accelerate launch --multi_gpu --num_processes N train.py``). Trainer, through accelerate, wraps the
+PromptModel in ``DistributedDataParallel`` and gives each process its share of every global batch
+(``per_device_train_batch_size`` x N rows). That is plain data parallelism: each process holds a full
+copy of the frozen model, and the only gradient all-reduced is the prompt's (the base model has none),
+so the processes' prompts stay identical. Only the main process writes adapter files (``_save``
+checks ``args.should_save``); every process reads them on resume. Two settings worth knowing:
+
+* ``ddp_find_unused_parameters=False``: Trainer turns the search on for models that are not a
+  ``PreTrainedModel``, and the prompt is used in every forward, so it costs a graph traversal and a warning;
+* ``use_cpu=True`` trains CPU processes over gloo (accelerate picks it); passing ``ddp_backend="gloo"``
+  as well makes the same script fail when run as one plain process. (``accelerate launch --cpu`` starts
+  one process whatever ``--num_processes`` says; ``--multi_gpu`` with ``use_cpu=True`` starts N over gloo.)
+
+tests/test_multiprocess_trainer.py checks this on the CPU, 2 processes over gloo: the prompt matches
+a one-process run on the same global batches to float32 rounding. FSDP and DeepSpeed ZeRO (sharding
+the model or the optimizer) are not tested here.
 """
 
 from __future__ import annotations
