@@ -9,14 +9,38 @@ usually much narrower than either arm's, because what a seed does to both arms c
 No SciPy needed: the t quantile comes from the regularized incomplete beta function (a continued
 fraction, Numerical Recipes §6.4) inverted by bisection; ``tests/test_stats.py`` checks it
 against values SciPy computes.
+
+**Two levels: source draws and target seeds** (the MPT benchmark, issue 24). When an arm's result
+depends on a trained source (teachers, MPT's P*) *and* on the target seed, the seeds alone cannot
+measure its uncertainty: a different draw of the sources moves every seed together. The benchmark
+trains D independent draws of the sources and crosses them with the same S target seeds (seed s is the
+same few-shot sample in every draw), giving a D x S table ``y[d][s]``. Two tools read it:
+
+- :func:`two_level_bootstrap`: the mean over draws x seeds with a percentile bootstrap that resamples
+  both levels: D draws with replacement, then S seeds with replacement, the *same* seeds in every
+  resampled draw (the seeds are crossed with the draws, not nested in them: resampling them afresh in
+  each draw would count one seed's effect D times as if independent, and make the interval too narrow).
+  The mean of values in [0, 1] stays in [0, 1], so the interval does too (a t interval can pass 1.0).
+  With one draw (or D identical draws) it is the ordinary seed-level bootstrap.
+- :func:`variance_components`: the two-way random-effects ANOVA of the crossed table,
+  ``y[d][s] = mu + a_d + b_s + e_ds``: the variance between source draws (a), between target seeds (b)
+  and what is left (e: a seed's effect that changes with the draw), each estimated from its mean square
+  and clipped at 0 (method of moments, e.g. Searle, Casella & McCulloch, *Variance Components*, ch. 4).
+- :func:`mixed_model_t_interval`: the same model's interval for the mean, ``mean ± t_df · sqrt(V)`` with
+  ``V = (MS_draws + MS_seeds - MS_residual) / (D S)`` and Satterthwaite's degrees of freedom, clipped to
+  the values' range. A check on the bootstrap: with 3 draws the percentile bootstrap is optimistic (it
+  cannot reach past the most extreme draw, and ignores that 3 draws estimate a variance poorly); the
+  t interval with few degrees of freedom is the conservative reading.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
-__all__ = ["mean", "sample_std", "t_cdf", "t_quantile", "mean_ci", "paired_difference"]
+__all__ = ["mean", "sample_std", "t_cdf", "t_quantile", "mean_ci", "paired_difference", "two_level_bootstrap",
+           "variance_components", "mixed_model_t_interval"]
 
 
 def mean(values: Sequence[float]) -> float:
@@ -128,6 +152,135 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
     d = [x - y for x, y in zip(a, b)]
     return mean_ci(d, level) | {"wins": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d),
                                 "losses": sum(x < 0 for x in d)}
+
+
+def _table(values, name: str = "values") -> list[list[float]]:
+    """A D x S table (draws x seeds) as floats: at least one draw and one seed, every draw the same seeds."""
+    if isinstance(values, (str, bytes)) or not len(values):
+        raise ValueError(f"{name} must be a non-empty list of draws, each a list of values by seed.")
+    rows = [_as_floats(row, f"{name}[{d}]", 1) for d, row in enumerate(values)]
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError(f"{name}: every draw needs the same seeds; got {[len(r) for r in rows]} values per draw "
+                         "(keep the seeds every draw has).")
+    return rows
+
+
+def two_level_bootstrap(values: Sequence[Sequence[float]], level: float = 0.95, n_boot: int = 10_000,
+                        seed: int = 0) -> dict:
+    """``{"mean", "low", "high", "level", "n_draws", "n_seeds", "n", "n_boot", "method"}`` for a D x S table.
+
+    ``values[d][s]``: the result of source draw d with target seed s (one row for an arm that uses no
+    source). Each of ``n_boot`` replicates picks D draw indices and S seed indices uniformly with
+    replacement (seed indices from ``random.Random(seed).choices``, draw indices from ``random.Random(seed + 1)``:
+    two streams, so that with identical draws the answer equals the one-draw bootstrap's exactly) and takes
+    the mean of the D x S table they select. The interval is the replicates' ``floor(B α/2)``-th and
+    ``ceil(B (1 - α/2))``-th order statistics (1-based), α = 1 - level: both are means of the data, so they lie
+    within its range.
+    """
+    rows = _table(values)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95.")
+    if n_boot < 100:
+        raise ValueError(f"n_boot={n_boot!r} is too few replicates for a 95% interval; use at least 100.")
+    D, S = len(rows), len(rows[0])
+    seed_rng, draw_rng = random.Random(seed), random.Random(seed + 1)
+    stats = []
+    for _ in range(n_boot):
+        seeds = seed_rng.choices(range(S), k=S)  # S seed indices, with replacement
+        draws = draw_rng.choices(range(D), k=D)  # D draw indices, with replacement
+        # the mean of the selected D x S table: each draw's sum over the selected seeds, summed over the draws
+        row_sums = [sum(map(row.__getitem__, seeds)) for row in rows]
+        stats.append(sum(map(row_sums.__getitem__, draws)) / (D * S))
+    stats.sort()
+    alpha = 1.0 - level
+    low = stats[max(0, math.floor(n_boot * alpha / 2) - 1)]
+    high = stats[min(n_boot, math.ceil(n_boot * (1 - alpha / 2))) - 1]
+    return {"mean": math.fsum(map(math.fsum, rows)) / (D * S), "low": low, "high": high, "level": level,
+            "n_draws": D, "n_seeds": S, "n": D * S, "n_boot": n_boot,
+            "method": "two-level percentile bootstrap (draws, then the same seeds in each draw)"}
+
+
+def _mean_squares(rows: list[list[float]]) -> dict:
+    """The crossed two-way ANOVA's mean squares and degrees of freedom (one value per draw and seed)."""
+    D, S = len(rows), len(rows[0])
+    grand = math.fsum(map(math.fsum, rows)) / (D * S)
+    draw_means = [math.fsum(row) / S for row in rows]
+    seed_means = [math.fsum(row[s] for row in rows) / D for s in range(S)]
+    ss_draws = S * math.fsum((m - grand) ** 2 for m in draw_means)
+    ss_seeds = D * math.fsum((m - grand) ** 2 for m in seed_means)
+    ss_resid = math.fsum((rows[d][s] - draw_means[d] - seed_means[s] + grand) ** 2 for d in range(D) for s in range(S))
+    df = {"draws": D - 1, "seeds": S - 1, "residual": (D - 1) * (S - 1)}
+    return {"ms": {k: (ss / df[k] if df[k] else None) for k, ss in
+                   (("draws", ss_draws), ("seeds", ss_seeds), ("residual", ss_resid))},
+            "df": df, "grand": grand, "draw_means": draw_means}
+
+
+def variance_components(values: Sequence[Sequence[float]]) -> dict:
+    """How much of the spread comes from the source draw and how much from the target seed.
+
+    The model ``y[d][s] = mu + a_d + b_s + e_ds`` (draws crossed with seeds, one value per cell); the
+    method-of-moments estimates ``draw = (MS_draws - MS_res) / S``, ``seed = (MS_seeds - MS_res) / D``,
+    ``residual = MS_res``, each clipped at 0. ``within_draw = seed + residual``: the variance of one draw's
+    values around its mean, what the target seed moves. With one draw the split is not estimable:
+    ``draw`` is None and ``within_draw`` is the sample variance over seeds. ``share_draw``: ``draw`` over
+    ``draw + within_draw`` (None if both are 0 or ``draw`` is None). ``draw_means``: each draw's mean.
+    """
+    rows = _table(values)
+    D, S = len(rows), len(rows[0])
+    a = _mean_squares(rows)
+    ms = a["ms"]
+    if D == 1:
+        within = ms["seeds"] if S > 1 else 0.0
+        return {"draw": None, "seed": None, "residual": None, "within_draw": within, "share_draw": None,
+                "n_draws": 1, "n_seeds": S, "draw_means": a["draw_means"]}
+    if S == 1:
+        return {"draw": ms["draws"], "seed": None, "residual": None, "within_draw": None, "share_draw": None,
+                "n_draws": D, "n_seeds": 1, "draw_means": a["draw_means"]}
+    draw = max(0.0, (ms["draws"] - ms["residual"]) / S)
+    seed = max(0.0, (ms["seeds"] - ms["residual"]) / D)
+    within = seed + ms["residual"]
+    total = draw + within
+    return {"draw": draw, "seed": seed, "residual": ms["residual"], "within_draw": within,
+            "share_draw": draw / total if total > 0 else None, "n_draws": D, "n_seeds": S,
+            "draw_means": a["draw_means"]}
+
+
+def mixed_model_t_interval(values: Sequence[Sequence[float]], level: float = 0.95,
+                           bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """The crossed random-effects model's t interval for the grand mean, clipped to ``bounds``.
+
+    ``Var(mean) = σ²_draw / D + σ²_seed / S + σ²_res / (D S)`` is estimated by
+    ``V = (MS_draws + MS_seeds - MS_res) / (D S)`` (floored at ``MS_res / (D S)``), on Satterthwaite's
+    degrees of freedom ``V² / Σ (c_i MS_i)² / df_i``. One draw: the ordinary t interval over seeds
+    (:func:`mean_ci`). ``clipped`` says whether an end was moved to a bound (accuracies: (0, 1); paired
+    differences: (-1, 1)); ``bounds=None`` leaves the ends as computed.
+    """
+    rows = _table(values)
+    D, S = len(rows), len(rows[0])
+    if D == 1:
+        ci = mean_ci(rows[0], level)
+        out = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "df": S - 1 if S > 1 else None}
+    elif S == 1:
+        ci = mean_ci([row[0] for row in rows], level)
+        out = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "df": D - 1}
+    else:
+        a = _mean_squares(rows)
+        ms, df = a["ms"], a["df"]
+        terms = [(ms["draws"], df["draws"]), (ms["seeds"], df["seeds"]), (-ms["residual"], df["residual"])]
+        v = sum(c for c, _ in terms)
+        if v <= ms["residual"]:  # the draw and seed components estimated at 0: the residual alone
+            v, terms = ms["residual"], [(ms["residual"], df["residual"])]
+        v /= D * S
+        dof = (v * D * S) ** 2 / sum(c * c / f for c, f in terms) if v > 0 else float("inf")
+        half = t_quantile(0.5 + level / 2.0, dof) * math.sqrt(v) if v > 0 else 0.0
+        out = {"mean": a["grand"], "low": a["grand"] - half, "high": a["grand"] + half, "df": dof}
+    clipped = False
+    if bounds is not None and out["low"] is not None:
+        lo, hi = max(out["low"], bounds[0]), min(out["high"], bounds[1])
+        clipped = (lo, hi) != (out["low"], out["high"])
+        out["low"], out["high"] = lo, hi
+    return out | {"level": level, "n_draws": D, "n_seeds": S, "clipped": clipped,
+                  "method": "crossed random-effects t interval (Satterthwaite df), clipped to the range"}
 
 
 def _as_floats(values, name: str, at_least: int) -> list[float]:

@@ -1,15 +1,23 @@
-"""softprompt.stats against known values.
+"""softprompt.stats against known values, and the two-level statistics against a reference.
 
-The reference numbers were computed with SciPy 1.17.1 (``scipy.stats.t.ppf``, ``t.cdf``,
+The two-level bootstrap is checked against an explicit, slow resampling (the same random streams, the
+resampled table built cell by cell), against the enumerated bootstrap distribution of a 3 x 3 table, and on
+known answers (identical draws = the one-draw bootstrap, a fixed seed = a fixed answer). The t-interval
+reference numbers were computed with SciPy 1.17.1 (``scipy.stats.t.ppf``, ``t.cdf``,
 ``t.interval(0.95, n - 1, loc=mean, scale=sem)``) and typed here as constants, so the test
 needs no SciPy.
 """
 
+import itertools
 import math
+import random
 
 import pytest
 
-from softprompt.stats import mean, mean_ci, paired_difference, sample_std, t_cdf, t_quantile
+from softprompt.stats import (
+    mean, mean_ci, mixed_model_t_interval, paired_difference, sample_std, t_cdf, t_quantile, two_level_bootstrap,
+    variance_components,
+)
 
 # scipy.stats.t.ppf(p, df)
 T_PPF = [
@@ -78,3 +86,134 @@ def test_small_samples_and_bad_input():
         t_cdf(1.0, 0)
     with pytest.raises(TypeError, match="string"):
         mean("0.5")
+
+
+# ---------------------------------------------------------------------------------------------- two levels
+def _naive_two_level(values, level, n_boot, seed):
+    """The reference: the same index streams, the resampled table built explicitly, its mean, the percentile."""
+    seed_rng, draw_rng = random.Random(seed), random.Random(seed + 1)
+    D, S = len(values), len(values[0])
+    means = []
+    for _ in range(n_boot):
+        seeds = seed_rng.choices(range(S), k=S)
+        draws = draw_rng.choices(range(D), k=D)
+        table = [[values[d][s] for s in seeds] for d in draws]  # (D, S), resampled
+        means.append(sum(map(sum, table)) / (D * S))
+    means.sort()
+    a = 1 - level
+    return means[max(0, math.floor(n_boot * a / 2) - 1)], means[math.ceil(n_boot * (1 - a / 2)) - 1]
+
+
+def _exact_bootstrap_quantiles(values, qs):
+    """Every one of the D^D x S^S equally likely replicates, enumerated: the bootstrap distribution itself."""
+    D, S = len(values), len(values[0])
+    every_draws, every_seeds = itertools.product(range(D), repeat=D), list(itertools.product(range(S), repeat=S))
+    means = sorted(sum(values[d][s] for d in draws for s in seeds) / (D * S)
+                   for draws in every_draws for seeds in every_seeds)
+    return [means[min(len(means) - 1, int(q * len(means)))] for q in qs]
+
+
+TABLE = [[0.81, 0.74, 0.90, 0.78], [0.62, 0.70, 0.66, 0.59], [0.85, 0.80, 0.92, 0.77]]  # 3 draws x 4 seeds
+
+
+def test_two_level_bootstrap_equals_the_explicit_resampling():
+    b = two_level_bootstrap(TABLE, n_boot=2000, seed=7)
+    assert (b["low"], b["high"]) == pytest.approx(_naive_two_level(TABLE, 0.95, 2000, 7), abs=1e-12)
+    assert b["mean"] == pytest.approx(sum(map(sum, TABLE)) / 12)
+    assert (b["n_draws"], b["n_seeds"], b["n"]) == (3, 4, 12)
+
+
+def test_two_level_bootstrap_approaches_the_enumerated_bootstrap_distribution():
+    small = [[0.8, 0.7, 0.9], [0.6, 0.7, 0.5], [0.85, 0.95, 0.75]]  # 27 x 27 = 729 replicates, all listed
+    exact_low, exact_high = _exact_bootstrap_quantiles(small, [0.025, 0.975])
+    b = two_level_bootstrap(small, n_boot=20_000, seed=1)
+    assert b["low"] == pytest.approx(exact_low, abs=0.01) and b["high"] == pytest.approx(exact_high, abs=0.01)
+
+
+def test_two_level_bootstrap_known_answers():
+    # a fixed seed, a fixed answer (pure-Python Mersenne Twister: the same on every machine)
+    assert two_level_bootstrap(TABLE, seed=3) == two_level_bootstrap(TABLE, seed=3)
+    pinned = two_level_bootstrap(TABLE, n_boot=1000, seed=0)
+    assert (pinned["low"], pinned["high"]) == pytest.approx((0.65, 0.8725), abs=1e-12)
+    # identical draws (no draw variance): exactly the seed-level bootstrap of one draw
+    row = [0.81, 0.74, 0.90, 0.78, 0.69]
+    one, three = two_level_bootstrap([row], seed=5), two_level_bootstrap([row, row, row], seed=5)
+    assert (three["low"], three["high"], three["mean"]) == pytest.approx((one["low"], one["high"], one["mean"]),
+                                                                          abs=1e-12)  # fsum over 3 rows vs 1
+    # two seeds 0 and 1, one draw: replicate means 0, 0.5, 1 with probability 1/4, 1/2, 1/4
+    b = two_level_bootstrap([[0.0, 1.0]], n_boot=4000)
+    assert (b["low"], b["high"]) == (0.0, 1.0)
+    assert two_level_bootstrap([[0.7] * 5] * 3)["low"] == two_level_bootstrap([[0.7] * 5] * 3)["high"] == 0.7
+    # between-draw variation widens the interval: the same values, rows shifted apart
+    spread = [[v + shift for v in row] for row, shift in zip([row] * 3, (-0.1, 0.0, 0.1))]
+    assert two_level_bootstrap(spread)["high"] - two_level_bootstrap(spread)["low"] > three["high"] - three["low"]
+
+
+def test_two_level_bootstrap_stays_in_the_range_where_t_does_not():
+    near_one = [[1.0, 1.0, 0.98, 1.0, 0.92]]  # like intent/32 class_labels: t interval high > 1
+    assert mean_ci(near_one[0])["high"] > 1.0
+    b = two_level_bootstrap(near_one)
+    assert 0.0 <= b["low"] <= b["high"] <= 1.0
+    m = mixed_model_t_interval(near_one)
+    assert m["high"] == 1.0 and m["clipped"]
+    rng = random.Random(0)
+    for _ in range(20):
+        t = [[rng.random() ** 0.2 for _ in range(5)] for _ in range(3)]
+        b = two_level_bootstrap(t, n_boot=500)
+        assert 0.0 <= b["low"] <= b["mean"] <= b["high"] <= 1.0
+
+
+def test_variance_components_by_hand():
+    # additive, no noise: y = a_d + b_s, so the draw and seed components are the sample variances of a and b
+    a, b = [0.0, 0.1, -0.1], [0.02, -0.02, 0.04, -0.04]
+    y = [[0.7 + ad + bs for bs in b] for ad in a]
+    v = variance_components(y)
+    assert v["draw"] == pytest.approx(sample_std(a) ** 2) and v["seed"] == pytest.approx(sample_std(b) ** 2)
+    assert v["residual"] == pytest.approx(0.0, abs=1e-15)
+    assert v["share_draw"] == pytest.approx(0.01 / (0.01 + 0.0040 / 3))  # var(a) = 0.01, var(b) = 0.004 / 3
+    # TABLE by hand: draw means .8075 .6425 .835, seed means .76 .7466 .8266 .7133, grand .761666
+    # MS_draws = 4 * sum((m - g)^2) / 2, MS_seeds = 3 * sum(...) / 3, MS_res = SS_res / 6
+    v = variance_components(TABLE)
+    ms_d = 4 * ((0.8075 - 0.76166667) ** 2 + (0.6425 - 0.76166667) ** 2 + (0.835 - 0.76166667) ** 2) / 2
+    ss_total = sum((x - 0.76166667) ** 2 for r in TABLE for x in r)
+    ms_s = 3 * sum((m - 0.76166667) ** 2 for m in (0.76, 0.74666667, 0.82666667, 0.71333333)) / 3
+    ms_r = (ss_total - 2 * ms_d - 3 * ms_s) / 6
+    assert v["draw"] == pytest.approx((ms_d - ms_r) / 4, rel=1e-5)
+    assert v["seed"] == pytest.approx((ms_s - ms_r) / 3, rel=1e-5)
+    assert v["residual"] == pytest.approx(ms_r, rel=1e-5)
+    assert v["draw_means"] == pytest.approx([0.8075, 0.6425, 0.835])
+    # identical draws: the draw component is clipped at 0, all the spread is within a draw
+    row = [0.81, 0.74, 0.90, 0.78, 0.69]
+    v = variance_components([row, row, row])
+    assert v["draw"] == 0.0 and v["share_draw"] == 0.0 and v["within_draw"] == pytest.approx(sample_std(row) ** 2)
+    one = variance_components([row])
+    assert one["draw"] is None and one["within_draw"] == pytest.approx(sample_std(row) ** 2)
+
+
+def test_mixed_model_t_interval():
+    row = [0.61, 0.64, 0.58, 0.70, 0.66]
+    one = mixed_model_t_interval([row])  # one draw: the t interval over seeds (scipy's, see above)
+    assert one["low"] == pytest.approx(0.5808294961802597) and one["high"] == pytest.approx(0.6951705038197405)
+    # additive table (no residual): Var(mean) = s_a^2/D + s_b^2/S, df by Satterthwaite
+    a, b = [0.0, 0.1, -0.1], [0.02, -0.02, 0.04, -0.04]
+    y = [[0.7 + ad + bs for bs in b] for ad in a]
+    m = mixed_model_t_interval(y)
+    ms_d, ms_s = 4 * sample_std(a) ** 2, 3 * sample_std(b) ** 2
+    v = (ms_d + ms_s) / 12
+    df = (ms_d + ms_s) ** 2 / (ms_d ** 2 / 2 + ms_s ** 2 / 3)
+    assert m["df"] == pytest.approx(df)
+    assert m["high"] - m["mean"] == pytest.approx(t_quantile(0.975, df) * math.sqrt(v))
+    # few draws: wider than the bootstrap, which cannot see past the extreme draws
+    boot = two_level_bootstrap(TABLE)
+    t = mixed_model_t_interval(TABLE)
+    assert t["low"] < boot["low"] and t["high"] > boot["high"]
+    assert mixed_model_t_interval([[-0.9, -1.0, -0.95]], bounds=(-1, 1))["low"] == -1.0
+
+
+def test_two_level_bad_input():
+    with pytest.raises(ValueError, match="same seeds"):
+        two_level_bootstrap([[0.5, 0.6], [0.5]])
+    with pytest.raises(ValueError, match="non-empty"):
+        variance_components([])
+    with pytest.raises(ValueError, match="n_boot"):
+        two_level_bootstrap([[0.5, 0.6]], n_boot=10)
