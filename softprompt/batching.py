@@ -22,7 +22,7 @@ from enum import Enum
 import torch
 
 from .enums import TaskType
-from .context import batch_max_length, check_num_labels, check_token_ids
+from .context import batch_max_length, check_num_labels, check_token_ids, warn_if_cut
 from .model_kind import model_task_type
 
 __all__ = [
@@ -227,6 +227,9 @@ class Batches:
         self.task_type = model_task_type(prompt_model)
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
         self.max_length = batch_max_length(prompt_model, tokenizer, cfg.max_length, self.num_virtual_tokens)
+        warn_if_cut(prompt_model, tokenizer, [(task, task.splits["train"][r]) for task, r in zip(tasks, rows) if r],
+                    max_length=cfg.max_length, num_virtual_tokens=self.num_virtual_tokens, training=True,
+                    what="training examples", stacklevel=3)  # once, if the cut is ours (stack: train's caller)
         self.model = prompt_model
         if self.task_type == TaskType.SEQ_CLS:
             for task in tasks:

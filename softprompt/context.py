@@ -10,18 +10,25 @@ would otherwise fail deep inside torch with ``IndexError: index out of range in 
   limit ``PromptModel.forward`` checks, with no device sync, before a lookup would fail.
 * :func:`batch_max_length` is the length a batch must fit: ``max_length`` if given, else the
   tokenizer's own finite ``model_max_length``, and never more than the model's context.
+* :func:`warn_if_cut` says (a ``UserWarning``, once per call) how many examples are cut to fit a limit
+  the user did not choose: no ``max_length`` given, or one past the context. A chosen cut stays silent.
 * :func:`check_token_ids` refuses token ids the model's embeddings do not have, and
   :func:`check_num_labels` a classification head with another number of classes than the task.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
+from .enums import TaskType
+from .model_kind import model_task_type
 from .tasks.task import length_limit
 
-__all__ = ["context_size", "position_table_size", "batch_max_length", "check_token_ids", "check_num_labels"]
+__all__ = ["context_size", "position_table_size", "batch_max_length", "warn_if_cut", "check_token_ids",
+           "check_num_labels"]
 
 # Config fields that hold the number of absolute positions, in the order they are tried.
 POSITION_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
@@ -89,6 +96,50 @@ def batch_max_length(model, tokenizer, max_length: int | None = None, num_virtua
             f"{' or fewer new tokens' if new_tokens else ''}{'' if limit == context else ' or a larger max_length'}."
         )
     return limit - new_tokens
+
+
+def warn_if_cut(model, tokenizer, tasks_and_examples, *, max_length: int | None, num_virtual_tokens: int = 0,
+                new_tokens: int = 0, training: bool = False, what: str = "examples", stacklevel: int = 1) -> int:
+    """Warn once if batches for ``model`` cut examples to a limit the user did not choose; return how many.
+
+    ``tasks_and_examples``: ``[(task, examples)]``, every example a call will read (each counted once, by
+    :meth:`~softprompt.Task.too_long`). The user chose the cut when ``max_length`` is given and fits the context:
+    then nothing is counted and nothing said. ``training``: causal rows end with the label word, which must fit
+    too. ``stacklevel``: as in ``warnings.warn``, counted from the caller (1: the line that calls this).
+    Costs one tokenizer pass over the examples, and only when the limit is not the user's.
+    """
+    requested, context = length_limit(tokenizer, max_length), context_size(model)
+    if max_length is not None and (context is None or requested <= context):
+        return 0  # the user's own max_length is the cut
+    limit = batch_max_length(model, tokenizer, max_length, num_virtual_tokens, new_tokens)
+    if limit is None:
+        return 0
+    kind = model_task_type(model)
+    with_targets = training and kind == TaskType.CAUSAL_LM
+    cut = total = 0
+    for task, examples in tasks_and_examples:
+        flags = task.too_long(examples, tokenizer, max_length=limit, num_virtual_tokens=num_virtual_tokens,
+                              with_targets=with_targets)
+        cut, total = cut + sum(flags), total + len(flags)
+    if cut:
+        cap = limit + new_tokens  # the positions a row may fill, before any are kept free for generation
+        warnings.warn(_cut_message(cut, total, what, cap, cap == context, max_length, num_virtual_tokens,
+                                   new_tokens, kind, with_targets, tokenizer), UserWarning, stacklevel=stacklevel + 1)
+    return cut
+
+
+def _cut_message(cut, total, what, cap, is_context, max_length, T, new_tokens, kind, with_targets, tokenizer) -> str:
+    where = f"the model's context of {cap} tokens" if is_context else f"tokenizer.model_max_length={cap} tokens"
+    parts = ([f"the prompt's {T} virtual tokens"] if T else []) + ([f"{new_tokens} new tokens"] if new_tokens else [])
+    included = f" ({' and '.join(parts)} included)" if parts else ""
+    if kind == TaskType.SEQ_CLS:
+        side = getattr(tokenizer, "truncation_side", "right")
+        how = f"the tokenizer drops their {'last' if side == 'right' else 'first'} tokens (truncation_side={side!r})"
+    else:
+        how = f"each text loses its end, the template{' and the label word' if with_targets else ''} kept"
+    unasked = f", not to max_length={max_length}" if max_length is not None else ""
+    return (f"{cut} of {total} {what} are longer than {where}{included} and are cut to fit{unasked}: {how}. "
+            f"Pass max_length (e.g. max_length={cap}, this same cut, or less) to choose the cut yourself.")
 
 
 def _embedding_rows(model) -> int | None:

@@ -24,7 +24,7 @@ from .progress import progress_bar
 from .task_ids import task_id_for
 
 __all__ = ["split_examples", "length_order", "unsort", "iter_batches", "ordered_batches", "eval_mode",
-           "encode_inputs", "task_id_inputs", "is_prompt_model", "model_kind_of"]
+           "encode_inputs", "prompt_length", "task_id_inputs", "is_prompt_model", "model_kind_of"]
 
 
 def model_kind_of(model: nn.Module) -> TaskType:
@@ -34,6 +34,11 @@ def model_kind_of(model: nn.Module) -> TaskType:
         raise ValueError(f"{type(model).__name__} is not a causal LM, a seq2seq LM or a sequence classifier; "
                          "evaluation needs one of those (or a PromptModel on one).")
     return kind
+
+
+def prompt_length(model: nn.Module) -> int:
+    """The virtual tokens a model puts before its input: a PromptModel's ``T``, 0 for a plain model."""
+    return int(getattr(model, "num_virtual_tokens", 0) or 0) if is_prompt_model(model) else 0
 
 
 def task_id_inputs(model: nn.Module, task_id: int | None, batch_size: int) -> dict:
@@ -124,7 +129,7 @@ def encode_inputs(model: nn.Module, tokenizer, task, examples: dict, new_tokens:
     the prompt goes before it). Seq2seq: the Task's encoder batch. SEQ_CLS: the formatted text, right padded.
     """
     kind = model_kind_of(model)
-    T = int(getattr(model, "num_virtual_tokens", 0) or 0) if is_prompt_model(model) else 0
+    T = prompt_length(model)
     limit = batch_max_length(model, tokenizer, max_length, T, new_tokens)  # None: no limit known
     if kind == TaskType.CAUSAL_LM:
         if tokenizer.padding_side != "left":

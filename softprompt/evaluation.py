@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from .config import TaskType
-from .context import check_num_labels
+from .context import check_num_labels, warn_if_cut
 from .eval_batches import (encode_inputs, eval_mode, is_prompt_model, iter_batches, length_order, model_kind_of,
-                           ordered_batches, split_examples, task_id_inputs, unsort)
-from .generation import generate_predictions, match_label
+                           ordered_batches, prompt_length, split_examples, task_id_inputs, unsort)
+from .generation import generate_predictions, match_label, new_tokens
 from .label_words import first_token_ids
 from .precision import autocast
 from .prefix_cache import PromptPrefixCache
@@ -107,6 +107,9 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
         task_id = task_id_for(prompt_model, task_id, what="this model's prompt")  # early: missing, stray or bad
     elif task_id is not None:
         raise ValueError("task_id only applies to a multitask PromptModel; this is a plain model.")
+    room = new_tokens(prompt_model, task, tokenizer, max_new_tokens)[1] if method == "generate" else 0
+    warn_if_cut(prompt_model, tokenizer, [(task, data)], max_length=max_length, new_tokens=room,  # once, if the
+                num_virtual_tokens=prompt_length(prompt_model), what=f"{split!r} examples", stacklevel=2)  # cut is ours
     fast = use_cache and is_prompt_model(prompt_model) and model_kind_of(prompt_model) == TaskType.CAUSAL_LM
     cache = PromptPrefixCache(prompt_model, task_id=task_id) if fast else None
     batches, order = ordered_batches(task, tokenizer, data, batch_size, sort_by_length=sort_by_length,

@@ -17,7 +17,7 @@ from torch import nn
 from .enums import TaskType
 from .eval_batches import encode_inputs, is_prompt_model, model_kind_of, task_id_inputs
 
-__all__ = ["generate_predictions", "match_label"]
+__all__ = ["generate_predictions", "match_label", "new_tokens"]
 
 
 def _normalize(text: str) -> str:
@@ -40,6 +40,15 @@ def match_label(generated: str, label_words: list[str]) -> int:
     return -1
 
 
+def new_tokens(model: nn.Module, task, tokenizer, max_new_tokens: int | None = None) -> tuple[int, int]:
+    """``(max_new_tokens, positions)``: the tokens to generate (default: the longest label word, ``" " + word``,
+    plus one token to see where it ends) and the positions they take in the input's context (a causal LM writes
+    after the input; a seq2seq LM in its decoder: 0)."""
+    if max_new_tokens is None:
+        max_new_tokens = max(len(t) for t in task.label_token_ids(tokenizer)) + 1
+    return max_new_tokens, max_new_tokens if model_kind_of(model) == TaskType.CAUSAL_LM else 0
+
+
 @torch.no_grad()
 def generate_predictions(model: nn.Module, tokenizer, task, examples: dict, *, task_id: int | None = None,
                          cache=None, max_new_tokens: int | None = None,
@@ -51,10 +60,8 @@ def generate_predictions(model: nn.Module, tokenizer, task, examples: dict, *, t
     kind = model_kind_of(model)
     if kind == TaskType.SEQ_CLS:
         raise ValueError("method='generate' needs a language model; a classification head cannot generate.")
-    if max_new_tokens is None:  # the longest label word (" " + word), plus one token to see where it ends
-        max_new_tokens = max(len(t) for t in task.label_token_ids(tokenizer)) + 1
-    new_tokens = max_new_tokens if kind == TaskType.CAUSAL_LM else 0  # room in the context for the answer
-    batch = encode_inputs(model, tokenizer, task, examples, new_tokens=new_tokens, max_length=max_length)
+    max_new_tokens, room = new_tokens(model, task, tokenizer, max_new_tokens)  # room: context kept for the answer
+    batch = encode_inputs(model, tokenizer, task, examples, new_tokens=room, max_length=max_length)
     ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, L)
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     if cache is not None:

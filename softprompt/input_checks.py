@@ -20,7 +20,8 @@ from .context import check_token_ids, context_size, position_table_size
 
 __all__ = [
     "check_real_weights", "check_model_class", "check_transformer_submodules", "check_prompt_fits", "check_inputs",
-    "check_input_ids", "check_length", "check_logits_to_keep", "check_no_logits_to_keep", "check_generate_inputs", "check_saved_prompt",
+    "check_input_ids", "check_length", "check_logits_to_keep", "check_no_logits_to_keep", "check_generate_inputs",
+    "check_saved_prompt",
 ]
 
 

@@ -20,7 +20,8 @@ sends the source to the encoder and the label word (plus eos) to the decoder, ri
 from its end, token by token, until ``num_virtual_tokens + len(source) + len(target)`` fits;
 the template and the target are never cut. For pair tasks the longer field is cut first. If
 even the template and the target alone do not fit, a ``ValueError`` says so. ``train()`` and
-``evaluate()`` pass the model's own context (:func:`softprompt.context.batch_max_length`).
+``evaluate()`` pass the model's own context (:func:`softprompt.context.batch_max_length`) and, when
+the user set no ``max_length``, warn how many examples are cut (:meth:`Task.too_long` finds them).
 
 **Checked data.** Text fields must be strings and labels integer class ids (numpy ints too; not
 floats, strings, bools or ``None``), both when the Task is built and when a batch is made from
@@ -335,6 +336,22 @@ class Task:
             out.append(ids)
         return out
 
+    def too_long(self, examples, tokenizer, max_length: int | None = None, num_virtual_tokens: int = 0,
+                 with_targets: bool = False) -> list[bool]:
+        """Per example, whether a batch cuts its text: prompt + source (+ target) longer than ``max_length``.
+
+        The rule :meth:`causal_batch` (``with_targets``: a training batch, the label word must fit too) and
+        :meth:`seq2seq_batch` follow; a tokenizer's own truncation of the formatted text (a classifier's
+        batch) cuts the same rows. ``max_length``: as in the batches (``None``: the tokenizer's finite limit).
+        """
+        rows = _as_rows(examples)
+        limit = length_limit(tokenizer, max_length)
+        if limit is None:
+            return [False] * len(rows)
+        targets = self._target_ids(tokenizer, rows, eos=False) if with_targets else [[] for _ in rows]
+        sources = tokenizer([self.format(r) for r in rows], add_special_tokens=True)["input_ids"]
+        return [len(src) > _source_budget(limit, num_virtual_tokens, tgt) for src, tgt in zip(sources, targets)]
+
     def _source_ids(self, tokenizer, rows, targets, max_length, num_virtual_tokens) -> list[list[int]]:
         """Tokenized sources, the example text truncated so that prompt + source + target fits."""
         if num_virtual_tokens < 0:
@@ -345,7 +362,7 @@ class Task:
             return [list(s) for s in sources]
         out = []
         for row, src, tgt in zip(rows, sources, targets):
-            budget = limit - num_virtual_tokens - len(tgt)  # tokens the source may use
+            budget = _source_budget(limit, num_virtual_tokens, tgt)
             if len(src) > budget:
                 src = self._truncated_source(tokenizer, row, budget, limit, num_virtual_tokens, len(tgt))
             out.append(list(src))
@@ -371,6 +388,11 @@ class Task:
                 return src
             longest = max(keep, key=keep.get)  # cut the longer field first
             keep[longest] = max(0, keep[longest] - over)
+
+
+def _source_budget(limit: int, num_virtual_tokens: int, target: list[int]) -> int:
+    """The tokens a source may use: the row's ``limit`` less the prompt and the target."""
+    return limit - num_virtual_tokens - len(target)
 
 
 def _is_string_type(t: pa.DataType) -> bool:
