@@ -48,7 +48,7 @@ from transformers import Trainer
 from .adapter_files import load_adapter
 from .batching import logits_to_keep, task_batch, trim
 from .config import TaskType
-from .context import batch_max_length, check_token_ids
+from .context import batch_max_length, check_token_ids, warn_if_cut
 from .model_kind import model_task_type
 from .task_ids import check_task_id, num_tasks_of
 
@@ -68,9 +68,11 @@ class TaskCollator:
         self.task, self.tokenizer, self.fast, self.prompt_model = task, tokenizer, fast, prompt_model
         self.task_type = model_task_type(prompt_model) if prompt_model is not None else TaskType.CAUSAL_LM
         self.num_virtual_tokens = int(getattr(prompt_model, "num_virtual_tokens", 0) or 0)
-        # Rows are cut to fit the model's context (keeping the label word), as in train().
+        # Rows are cut to fit the model's context (keeping the label word), as in train(); a cut the user did not
+        # choose (no max_length) is announced once, at the first batch that has one.
         self.max_length = (max_length if prompt_model is None else
                            batch_max_length(prompt_model, tokenizer, max_length, self.num_virtual_tokens))
+        self.requested_max_length, self.warned_cut = max_length, prompt_model is None
         needs_ids = prompt_model is not None and prompt_model.needs_task_ids
         if task_id is None and needs_ids:
             task_id = 0
@@ -79,6 +81,10 @@ class TaskCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         examples = {k: [f[k] for f in features] for k in features[0]}
+        if not self.warned_cut:
+            self.warned_cut = bool(warn_if_cut(
+                self.prompt_model, self.tokenizer, [(self.task, examples)], max_length=self.requested_max_length,
+                num_virtual_tokens=self.num_virtual_tokens, training=True, what="examples in this batch", stacklevel=2))
         batch = task_batch(self.task, examples, self.tokenizer, self.task_type, max_length=self.max_length,
                            num_virtual_tokens=self.num_virtual_tokens)
         batch = trim({k: v for k, v in batch.items() if torch.is_tensor(v) and k != "class_labels"}, self.task_type)

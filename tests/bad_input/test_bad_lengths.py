@@ -148,3 +148,16 @@ def test_too_long_finds_the_rows_a_batch_cuts():
     assert task.too_long(task["train"], tok) == [False, False]  # no limit: nothing is cut
     batch = task.causal_batch(task["train"], tok, max_length=32, num_virtual_tokens=4)
     assert batch["attention_mask"].sum(1).tolist()[0] == 32 - 4  # the row it flags is the row cut to fit
+
+
+def test_the_trainer_collator_warns_once_at_the_first_cut_batch_and_not_for_a_chosen_max_length():
+    from softprompt.hf_trainer import TaskCollator
+
+    pm, tok = _small_gpt2_prompt()
+    task = _task(["good", "bad film", LONG, LONG + " bad"], [1, 0, 1, 0])
+    rows = [task.splits["train"][i] for i in range(4)]
+    collate = TaskCollator(task, tok, pm)
+    caught = _cut_warnings(lambda: [collate(rows[:2]), collate(rows[2:]), collate(rows[2:])])
+    assert len(caught) == 1, [str(w.message) for w in caught]  # the first batch fits; the second cuts; then quiet
+    assert re.match(CUT.format(what="examples in this batch", new="").replace("2 of 4", "2 of 2"), str(caught[0].message))
+    assert not _cut_warnings(lambda: TaskCollator(task, tok, pm, max_length=32)(rows[2:]))
