@@ -1,6 +1,7 @@
 """What each notebook costs on a GPU: FLOPs, peak memory and wall time, from a profile's knobs alone.
 
     python benchmarks/gpu_budget.py            # the table: notebooks 01-05 x profiles cpu, gpu x GPUs
+                                               # (and bench_vs_model_tuning's gpu run on a T4 and an A100)
     python benchmarks/gpu_budget.py --check    # exit 1 if a gpu-profile notebook needs > 12 GB or > 10 min on a T4
 
 Nothing is downloaded and no GPU is needed: the estimate is arithmetic on the knobs in
@@ -137,6 +138,8 @@ MODELS = {
     "smollm2-135m-instruct": Shape(layers=30, hidden=576, heads=9, kv_heads=3, intermediate=1536, vocab=49152),
     # huggingface.co/HuggingFaceTB/SmolLM2-360M-Instruct/blob/main/config.json
     "smollm2-360m-instruct": Shape(layers=32, hidden=960, heads=15, kv_heads=5, intermediate=2560, vocab=49152),
+    # huggingface.co/HuggingFaceTB/SmolLM2-1.7B-Instruct/blob/main/config.json (bench_vs_model_tuning --profile gpu)
+    "smollm2-1.7b-instruct": Shape(layers=24, hidden=2048, heads=32, kv_heads=32, intermediate=8192, vocab=49152),
 }
 
 
@@ -438,6 +441,91 @@ def breakdown(profile: Profile, notebook: str, gpu: GPU) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench_vs_model_tuning.py --profile gpu: four ways to adapt a model, at three sizes
+# ---------------------------------------------------------------------------------------------
+TF32_TFLOPS = {"L4": 60.0, "A100": 156.0, "H100": 495.0}  # dense TF32 (the benchmark's float32 matmuls); T4: none
+
+
+def _model_tuning_design() -> dict:
+    """The benchmark's own numbers (its ``DESIGN``, ``GPU_MODELS``, ``FULL_TUNING_BYTES_PER_PARAM``), read from it."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "bench_vs_model_tuning.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_model_tuning", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # stdlib imports only at its top
+    return bench.DESIGN | {"models": bench.GPU_MODELS.split(","), "bytes_per_param": bench.FULL_TUNING_BYTES_PER_PARAM}
+
+
+def model_tuning_cost(model: str, gpu: GPU, design: dict | None = None) -> dict:
+    """Minutes and peak GB of each method of the benchmark on ``gpu`` for one model: float32 weights (TF32 matmuls
+    where the GPU has them), every run of the design. Full fine-tuning adds the weight gradients (as many FLOPs as
+    the forward) and AdamW's update, and keeps gradients and two moments (``bytes_per_param`` in all, as the
+    benchmark's own fit check); ``None`` where that does not fit 90% of the card (the benchmark skips it)."""
+    d = design or _model_tuning_design()
+    shape, task = MODELS[model], "builtin"
+    fast = GPU(gpu.name, {**gpu.tflops, "float32": TF32_TFLOPS.get(gpu.name, gpu.tflops["float32"])}, gpu.memory_gb,
+               gpu.bandwidth_gbs)
+    tasks, sizes, seeds = (len(str(d[k]).split(",")) for k in ("tasks", "sizes", "seeds"))
+    trained_runs, n_test = tasks * sizes * seeds, d["test_examples"]
+    demo_tokens = d["shots"] * lengths(task).mean
+
+    def train(T, shared=True):
+        return train_cost(Train("run", (task,), d["steps"], d["batch_size"], T, shared_prompt=shared), shape, fast,
+                          "float32", accum=1)
+
+    def evaluate(T):
+        return eval_cost(Eval("test", task, n_test, T), shape, fast, "float32", batch_size=32)
+
+    out = {}
+    pt, lora, ev = train(d["num_virtual_tokens"]), train(0), evaluate(0)
+    out["zero_shot"] = Cost(ev.flops * tasks, ev.seconds * tasks, ev.peak_bytes, ev.parts)
+    few = evaluate(demo_tokens)
+    out["few_shot"] = Cost(few.flops * tasks * seeds, few.seconds * tasks * seeds, few.peak_bytes, few.parts)
+    ev_pt = evaluate(d["num_virtual_tokens"])
+    for name, run, e in (("prompt_tuning", pt, ev_pt), ("lora", lora, ev)):
+        out[name] = Cost((run.flops + e.flops) * trained_runs, (run.seconds + e.seconds) * trained_runs,
+                         max(run.peak_bytes, e.peak_bytes), run.parts)
+    params = shape.params
+    if params * d["bytes_per_param"] * 1.2 > 0.9 * gpu.memory_gb * GB:
+        out["full"] = None
+    else:
+        weight_grads = lora.flops / 2  # dW: as many FLOPs as the forward (train_cost's step is ~2 forwards)
+        optimizer_bytes = 28 * params  # AdamW reads weight, gradient, two moments (16 B), writes three (12 B)
+        step = weight_grads / d["steps"] / (UTILISATION * fast.tflops["float32"] * 1e12) \
+            + optimizer_bytes / (gpu.bandwidth_gbs * 1e9)
+        seconds = lora.seconds + d["steps"] * step
+        parts = dict(lora.parts, **{"gradients + AdamW": 12 * params})
+        out["full"] = Cost((lora.flops + weight_grads + ev.flops) * trained_runs, (seconds + ev.seconds) * trained_runs,
+                           sum(parts.values()), parts)
+    load = LOAD_S_MODEL * max(1.0, params / MODELS["smollm2-360m-instruct"].params)  # download + load, per size
+    out["load"] = Cost(seconds=load)
+    return out
+
+
+def model_tuning_report(gpus=("T4", "A100")) -> str:
+    """The gpu run of bench_vs_model_tuning (``--profile gpu``): minutes per method and model, on each GPU."""
+    d = _model_tuning_design()
+    lines = [f"bench_vs_model_tuning --profile gpu: {d['tasks']} x sizes {d['sizes']} x seeds {d['seeds']}, "
+             f"{d['steps']} steps x batch {d['batch_size']}, {d['test_examples']} test examples; float32 weights"]
+    for g in gpus:
+        total = 0.0
+        lines.append(f"  {g:<6}{'model':<24}" + "".join(f"{m:>15}" for m in
+                                                       ("zero_shot", "few_shot", "prompt_tuning", "lora", "full"))
+                     + f"{'peak GB':>9}")
+        for model in d["models"]:
+            c = model_tuning_cost(model, GPUS[g], d)
+            runs = {k: v for k, v in c.items() if v is not None}
+            total += sum(v.seconds for v in runs.values())
+            cells = "".join(f"{c[m].seconds / 60:>11.1f} min" if c[m] is not None else f"{'does not fit':>15}"
+                            for m in ("zero_shot", "few_shot", "prompt_tuning", "lora", "full"))
+            peak = max(v.peak_bytes for v in runs.values()) / GB
+            lines.append(f"  {'':<6}{model:<24}{cells}{peak:>9.1f}")
+        lines.append(f"  {'':<6}total {total / 60:.0f} min on one {g} (model loads included)")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a gpu-profile notebook breaks the T4 budget")
@@ -445,6 +533,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", metavar="NB", help="also list each run of notebook NB (e.g. 04) on a T4")
     args = parser.parse_args(argv)
     print(report(tuple(args.profile or ("cpu", "gpu"))))
+    print("\n" + model_tuning_report())
     if args.runs:
         for name in args.profile or ("cpu", "gpu"):
             print("\n" + breakdown(PROFILES[name], args.runs, GPUS["T4"]))

@@ -142,3 +142,18 @@ def test_readme_budget_table_matches_the_estimator():
         for name, shown in zip(("T4", "L4", "A100", "H100"), minutes):
             estimate = budget.notebook_cost(gpu, nb, budget.GPUS[name]).seconds / 60
             assert shown == pytest.approx(estimate, abs=0.06), (nb, name)
+
+
+def test_model_tuning_benchmark_estimate():
+    """bench_vs_model_tuning --profile gpu: full fine-tuning of 1.7B does not fit a T4 (16 bytes a parameter) but an
+    A100; every method costs more on a bigger model; the report shows both GPUs."""
+    t4 = {m: budget.model_tuning_cost(m, T4) for m in ("smollm2-135m-instruct", "smollm2-1.7b-instruct")}
+    a100 = budget.model_tuning_cost("smollm2-1.7b-instruct", budget.GPUS["A100"])
+    assert t4["smollm2-1.7b-instruct"]["full"] is None and a100["full"] is not None
+    assert a100["full"].peak_bytes < 0.9 * budget.GPUS["A100"].memory_gb * budget.GB
+    for method in ("zero_shot", "few_shot", "prompt_tuning", "lora"):
+        assert t4["smollm2-1.7b-instruct"][method].seconds > t4["smollm2-135m-instruct"][method].seconds, method
+    small = t4["smollm2-135m-instruct"]
+    assert small["full"].seconds > small["lora"].seconds and small["full"].peak_bytes > small["lora"].peak_bytes
+    text = budget.model_tuning_report()
+    assert "bench_vs_model_tuning" in text and "does not fit" in text and "A100" in text
