@@ -14,13 +14,20 @@ machine. Inside it, a tensor created on or moved to ``"cuda"`` really lives on t
   ``copy_`` copies across devices, and a CUDA tensor may be indexed with CPU indices.
 * ``.numpy()`` of a tagged tensor raises, as it does on a GPU (``.cpu()`` first).
 
-``torch.cuda`` itself is left alone (``torch.cuda.is_available()`` stays False), so libraries
-keep to their CPU code paths while the tensors they are given report ``cuda``.
+Without a card, ``torch.cuda`` itself is left alone (``torch.cuda.is_available()`` stays False), so
+libraries keep to their CPU code paths while the tensors they are given report ``cuda``. With one,
+``SimulatedAccelerator(card="T4")`` (or ``"L4"``, ``"A100"``, ``"H100"``), ``torch.cuda`` answers as that
+card (:mod:`softprompt.simulated_card`): available, its compute capability, memory and bfloat16 support, so
+``dtype="auto"`` picks float16 on a T4 and bfloat16 on an A100, ``torch.autocast("cuda", ...)`` really runs
+(the CPU's autocast, in that dtype) and ``torch.amp.GradScaler("cuda")`` really scales.
 
 >>> with SimulatedAccelerator():
 ...     emb = torch.nn.Embedding(10, 4).to("cuda")
 ...     emb(torch.arange(3)[None])          # DeviceMixingError: an index built on the CPU
 ...     emb(torch.arange(3, device=emb.weight.device)[None])  # fine
+>>> with SimulatedAccelerator(card="T4"):
+...     torch.cuda.get_device_capability(), softprompt.precision.resolve_dtype("auto", "cuda")
+((7, 5), torch.float16)
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["DeviceMixingError", "SimulatedAccelerator"]
+from .simulated_card import CARDS, Card, CardAnswers, card_named, cuda_autocast_float32, half_gemm
+
+__all__ = ["CARDS", "Card", "DeviceMixingError", "SimulatedAccelerator"]
 
 ACCELERATOR = torch.device("cuda", 0)  # what a tagged tensor reports as its device
 _CPU = torch.device("cpu")
@@ -76,13 +85,16 @@ class SimulatedAccelerator(TorchFunctionMode):
 
     Use it as a context manager (``with SimulatedAccelerator(): ...``) around code that should be
     device-agnostic, with the model moved to ``"cuda"`` inside it. :meth:`on_accelerator` tells
-    whether a tensor is tagged.
+    whether a tensor is tagged. ``card`` (a name in :data:`CARDS` or a :class:`Card`) also makes
+    ``torch.cuda`` answer as that GPU while the mode is on; ``None`` leaves ``torch.cuda`` alone.
     """
 
-    def __init__(self):
+    def __init__(self, card: str | Card | None = None):
         super().__init__()
+        self.card = None if card is None else card_named(card)
         self._tagged = WeakIdKeyDictionary()
         self._parameter_new = None
+        self._answers = None
 
     # -- tags ---------------------------------------------------------------------------------
     def on_accelerator(self, tensor: torch.Tensor) -> bool:
@@ -109,11 +121,18 @@ class SimulatedAccelerator(TorchFunctionMode):
 
         self._parameter_new = parameter_new
         torch.nn.Parameter.__new__ = staticmethod(new)
+        if self.card is not None:
+            self._answers = CardAnswers(self.card, lambda: list(self._tagged.keys())).install()
         return super().__enter__()
 
     def __exit__(self, *exc):
-        torch.nn.Parameter.__new__ = self._parameter_new
-        return super().__exit__(*exc)
+        try:
+            return super().__exit__(*exc)
+        finally:
+            if self._answers is not None:
+                self._answers.restore()
+                self._answers = None
+            torch.nn.Parameter.__new__ = self._parameter_new
 
     # -- every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -128,6 +147,11 @@ class SimulatedAccelerator(TorchFunctionMode):
         if func is torch.Tensor.get_device and self.on_accelerator(args[0]):
             return ACCELERATOR.index
 
+        if self.card is not None:  # page-locked host memory (to copy to the card fast) is plain memory here
+            if func is torch.Tensor.pin_memory:
+                return args[0]
+            if kwargs.get("pin_memory"):
+                kwargs = {**kwargs, "pin_memory": False}
         target = _is_accelerator(kwargs.get("device"))  # a factory: torch.zeros(..., device="cuda")
         if target:
             kwargs = {**kwargs, "device": _CPU}
@@ -135,7 +159,12 @@ class SimulatedAccelerator(TorchFunctionMode):
         tagged = [t for t in inputs if t in self._tagged]
         if tagged and func not in _ALLOWED_MIXING:
             self._check_same_device(func, args, inputs, tagged)
-        out = func(*args, **kwargs)
+        out = NotImplemented
+        if self.card is not None and tagged:  # the card's arithmetic: CUDA autocast's dtypes, tensor-core products
+            args, kwargs = cuda_autocast_float32(func, args, kwargs)
+            out = half_gemm(func, args, kwargs)
+        if out is NotImplemented:
+            out = func(*args, **kwargs)
         if target is None:
             target = bool(tagged)
         if isinstance(out, torch.Tensor) and any(out is t for t in inputs):
