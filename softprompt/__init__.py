@@ -23,6 +23,7 @@ from .multitask import (
 from .prompt_model import PromptModel, get_prompt_model
 from .training import TrainingConfig, train
 from .evaluation import evaluate
+from .precision import tolerance
 
 # beside the core: other heads (they register their task types with PromptModel), kinds of model
 from . import seq2seq, seq_cls  # noqa: F401  (importing them registers SEQ_2_SEQ_LM and SEQ_CLS)
@@ -59,7 +60,7 @@ __all__ = [
     "DEFAULT_MODEL", "PRESETS", "ModelLoadError", "load_model", "load_tokenizer",
     "PromptTuningConfig", "PromptTuningInit", "RandomInitScale", "TaskType", "TextInitFill", "PromptEmbedding",
     "MultitaskPromptEmbedding", "MultitaskPromptTuningConfig", "MultitaskPromptTuningInit", "TaskFactorInit",
-    "PromptModel", "get_prompt_model", "TrainingConfig", "train", "evaluate", "model_task_type",
+    "PromptModel", "get_prompt_model", "TrainingConfig", "train", "evaluate", "tolerance", "model_task_type",
     "Task", "TaskNotFoundError", "list_tasks", "load_task", "HubDatasetError", "History", "Callback", "TrainState",
     "LiveLossPlot", "progress_bar", "PromptTrainer", "TaskCollator", "PromptPrefixCache", "PromptBank",
     "ensemble_predict", "evaluate_ensemble", "MPTRecipe", "adapt_to_target", "distill", "target_prompt_model",

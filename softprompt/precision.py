@@ -16,6 +16,10 @@ trains keeps float32 values, so that a step of size ``lr * grad`` is not rounded
 
 A float32 model gets none of this: autocast off, no scaler, the plain path exactly.
 
+Two computations of the same numbers by different routes (the prefix cache and the plain forward, a
+mixed-task batch and one row alone) agree only up to rounding, and how far depends on the dtype:
+:func:`tolerance` is the one rule the tests and notebooks compare them with.
+
 ``"auto"`` (:func:`resolve_dtype`) picks bfloat16 on a CUDA GPU that has it natively (A100, H100, L4),
 float16 on one that does not (T4, V100), and float32 without CUDA: a CPU run (and a GPU profile run on a
 CPU-only machine with a tiny stand-in model) keeps exact float32 arithmetic.
@@ -28,7 +32,8 @@ import contextlib
 import torch
 from torch import nn
 
-__all__ = ["DTYPE_NAMES", "resolve_dtype", "check_dtype", "compute_dtype", "autocast", "keep_float32", "Precision"]
+__all__ = ["DTYPE_NAMES", "resolve_dtype", "check_dtype", "compute_dtype", "autocast", "keep_float32", "Precision",
+           "tolerance"]
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 HALF = (torch.bfloat16, torch.float16)
@@ -65,6 +70,31 @@ def resolve_dtype(dtype, device: str | torch.device | None = None) -> torch.dtyp
         return torch.float32
     # including_emulation=False: a T4 "supports" bfloat16 only by emulation, slowly; float16 is native there
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def tolerance(dtype) -> dict[str, float]:
+    """``atol`` and ``rtol`` for two computations of the same numbers that round differently, in ``dtype``.
+
+    Use: ``torch.testing.assert_close(a, b, **tolerance(dtype))``, ``dtype`` being what the two routes compute
+    in where they differ: the model's dtype when they run the model differently (the cached and the uncached
+    prefix, a mixed batch and a row alone; float32 scores too, as they are read off logits in that dtype),
+    float32 when they share the model's outputs or only handle the float32 prompt.
+
+    ``eps`` is the gap between 1 and the next number: float32 1.2e-7, float16 9.8e-4, bfloat16 7.8e-3.
+
+    * half precision: every intermediate value is stored rounded to the dtype, and two routes round
+      differently. On SmolLM2-135M (30 layers, CPU) we measured, between two such routes, label-word
+      log-probabilities up to 31 eps apart in float16 and 46 eps in bfloat16 (0.36), next-token logits over
+      the whole vocabulary up to 116 eps in float16 (0.11) and 52 eps in bfloat16 (0.41). ``atol = 256 eps``
+      (0.25 and 2.0) is twice the largest of these, for deeper models, longer splits and a GPU's kernels.
+      Errors do not grow with the values compared (the largest sit at small logits): ``rtol = 8 eps`` only.
+    * float32: rounding is not the limit, summation order is (another batch shape runs other kernels): up
+      to 3.7e-5 measured, so ``atol = 1e-4`` and ``rtol = 1e-5``, floors above 256 eps and 8 eps.
+
+    A check within these bounds is coarse in bfloat16: it catches a wrong formula, not a small bias.
+    """
+    eps = torch.finfo(resolve_dtype(dtype)).eps
+    return {"atol": max(256 * eps, 1e-4), "rtol": max(8 * eps, 1e-5)}
 
 
 def _embeddings(model: nn.Module) -> nn.Module:

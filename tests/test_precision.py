@@ -185,3 +185,15 @@ def test_keep_float32_upcasts_only_what_trains():
     assert keep_float32(pm) == 1 and keep_float32(pm) == 0
     assert pm.prompt_encoder.embedding.weight.dtype == torch.float32
     assert all(p.dtype == torch.bfloat16 for p in pm.base_model.parameters())
+
+
+def test_tolerance_is_one_rule_scaled_by_the_dtypes_eps():
+    import softprompt as sp
+
+    assert sp.tolerance(torch.float32) == {"atol": 1e-4, "rtol": 1e-5}  # float32: the summation-order floors
+    for dtype in HALF:
+        eps = torch.finfo(dtype).eps  # bfloat16 7.8e-3, float16 9.8e-4
+        assert sp.tolerance(dtype) == {"atol": 256 * eps, "rtol": 8 * eps} == sp.tolerance(str(dtype)[6:])
+    assert sp.tolerance("bf16")["atol"] > sp.tolerance("fp16")["atol"] > sp.tolerance("float32")["atol"]
+    with pytest.raises(ValueError, match="dtype"):
+        sp.tolerance("int8")
