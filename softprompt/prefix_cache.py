@@ -12,7 +12,9 @@ keys and values, and hands every batch a copy of them expanded to ``B`` rows::
 
 The layout keeps the library's convention (ARCHITECTURE.md): the prompt sits first, left padding
 after it, and position ids come from the attention mask, so real token ``j`` of a row sits at
-position ``T + j``. Outputs therefore equal :meth:`PromptModel.forward`'s (to float rounding).
+position ``T + j``. Outputs therefore equal :meth:`PromptModel.forward`'s (to float rounding:
+:func:`softprompt.precision.tolerance`). A half-precision model runs under
+:func:`softprompt.precision.autocast`, building the cache and using it, as in :func:`softprompt.evaluate`.
 
 The cache is for inference: it is built under ``torch.no_grad`` and carries no gradient to the
 prompt. It rebuilds itself whenever the prompt's values change (after a training step, or after
@@ -34,6 +36,7 @@ from .enums import TaskType
 from .hf_compat import cache_kwargs, output_cache
 from .model_kind import model_task_type
 from .positions import causal_position_ids
+from .precision import autocast
 from .task_ids import task_id_for
 
 __all__ = ["PromptPrefixCache", "generate_expansion", "shared_prompt_forward"]
@@ -121,13 +124,14 @@ class PromptPrefixCache:
         prompt = self._prompt_fn().detach().to(dtype=weight.dtype, device=weight.device)  # (1, T, d)
         if self._cache is None or self._prompt.shape != prompt.shape or not torch.equal(self._prompt, prompt):
             T = prompt.shape[1]
-            out = self.model(
-                inputs_embeds=prompt,
-                attention_mask=torch.ones(1, T, dtype=torch.long, device=prompt.device),
-                position_ids=torch.arange(T, device=prompt.device).unsqueeze(0),  # (1, T)
-                use_cache=True,
-                logits_to_keep=1,  # the prompt's own logits are never needed
-            )
+            with autocast(self.model):  # a half-precision model: as every forward of the library runs
+                out = self.model(
+                    inputs_embeds=prompt,
+                    attention_mask=torch.ones(1, T, dtype=torch.long, device=prompt.device),
+                    position_ids=torch.arange(T, device=prompt.device).unsqueeze(0),  # (1, T)
+                    use_cache=True,
+                    logits_to_keep=1,  # the prompt's own logits are never needed
+                )
             cache = output_cache(out)
             if cache is None:
                 name = type(self.model).__name__
@@ -171,15 +175,16 @@ class PromptPrefixCache:
         only the last position of a left-padded row).
         """
         attention_mask, full_mask, T, cache = self._inputs(input_ids, attention_mask)
-        return self.model(
-            input_ids=input_ids,                                         # (B, L)
-            attention_mask=full_mask,                                    # (B, T + L)
-            position_ids=causal_position_ids(attention_mask, T, pad_position=0),  # (B, L)
-            **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0])),
-            use_cache=False,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
-        )
+        with autocast(self.model):
+            return self.model(
+                input_ids=input_ids,                                         # (B, L)
+                attention_mask=full_mask,                                    # (B, T + L)
+                position_ids=causal_position_ids(attention_mask, T, pad_position=0),  # (B, L)
+                **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0])),
+                use_cache=False,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
 
     __call__ = forward
 
@@ -200,12 +205,10 @@ class PromptPrefixCache:
         for key in ("past_key_values", "cache", "inputs_embeds", "position_ids"):
             if key in gen_kw:
                 raise ValueError(f"{key}= cannot be passed to PromptPrefixCache.generate: the cache supplies it.")
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=full_mask,
-            **cache_kwargs(self.model, _repeated(cache, input_ids.shape[0] * generate_expansion(self.model, gen_kw))),
-            **gen_kw,
-        )
+        rows = input_ids.shape[0] * generate_expansion(self.model, gen_kw)
+        with autocast(self.model):
+            out = self.model.generate(input_ids=input_ids, attention_mask=full_mask,
+                                      **cache_kwargs(self.model, _repeated(cache, rows)), **gen_kw)
         sequences = out.sequences if hasattr(out, "sequences") else out
         return sequences[:, input_ids.shape[1]:]  # (B, new)
 

@@ -12,7 +12,9 @@ different prompts, of different lengths:
 Each row's prompt is left-aligned and the prefix padded (mask 0) to the longest prompt, so real token
 ``j`` of a row still sits at position ``T_row + j``: a row's output equals that row run alone with its
 own prompt. With ``use_cache=True`` the prompts' keys and values come from per-prompt caches
-(:class:`~softprompt.PromptPrefixCache`), gathered row by row, and the model only runs the inputs.
+(:class:`~softprompt.PromptPrefixCache`), gathered row by row, and the model only runs the inputs. A
+half-precision model runs under :func:`softprompt.precision.autocast`, as in :func:`softprompt.evaluate`, so a
+row's scores here and from ``evaluate`` differ by rounding only (:func:`softprompt.precision.tolerance`).
 
 **Prompt ensembling** (Lester et al. 2021, §6, Table 3): ``P`` prompts trained on the same task see
 the same input in one batch of ``B * P`` rows; the ensemble predicts the majority vote, ties broken by
@@ -36,6 +38,7 @@ from .evaluation import summarize
 from .hf_compat import cache_kwargs
 from .label_words import first_token_ids
 from .positions import causal_position_ids
+from .precision import autocast
 from .prefix_cache import PromptPrefixCache, generate_expansion
 from .prompt_model import PromptModel
 from .task_ids import task_id_for
@@ -231,14 +234,14 @@ class PromptBank:
         cache = self._cache_for(names, Tmax) if use_cache else None
         if cache is not None:
             positions = causal_position_ids(attention_mask, lengths[:, None], pad_position=0)  # (B, L): j at T_row + j
-            out = self.model(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
-                             use_cache=False, position_ids=positions,
-                             logits_to_keep=logits_to_keep, **kwargs)
-            return out
+            with autocast(self.model):  # a half-precision model: as in evaluate
+                return self.model(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
+                                  use_cache=False, position_ids=positions, logits_to_keep=logits_to_keep, **kwargs)
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
         positions = causal_position_ids(full_mask, pad_position=0)  # (B, Tmax + L)
-        out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
-                         logits_to_keep=logits_to_keep, **kwargs)
+        with autocast(self.model):
+            out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
+                             logits_to_keep=logits_to_keep, **kwargs)
         if not logits_to_keep:
             out["logits"] = out.logits[:, Tmax:]  # (B, L, V): the virtual positions stripped
         return out
@@ -265,11 +268,13 @@ class PromptBank:
             expand = generate_expansion(self.model, gen_kw)
             if expand > 1:
                 cache.batch_repeat_interleave(expand)
-            out = self.model.generate(input_ids=input_ids, attention_mask=full_mask, **cache_kwargs(self.model, cache),
-                                      **gen_kw)
+            with autocast(self.model):
+                out = self.model.generate(input_ids=input_ids, attention_mask=full_mask,
+                                          **cache_kwargs(self.model, cache), **gen_kw)
             return out[:, input_ids.shape[1]:]  # (B, new)
         embeds = torch.cat([prefix.to(self.model.dtype), self.model.get_input_embeddings()(input_ids)], dim=1)
-        return self.model.generate(inputs_embeds=embeds, attention_mask=full_mask, **gen_kw)  # (B, new)
+        with autocast(self.model):
+            return self.model.generate(inputs_embeds=embeds, attention_mask=full_mask, **gen_kw)  # (B, new)
 
     # -- tasks --------------------------------------------------------------------------------------
 
