@@ -139,3 +139,30 @@ def test_ensemble_evaluate_matches_members(tokenizer, llama):
     assert direct["predictions"].tolist() == res["predictions"]
     with pytest.raises(ValueError, match="ensemble"):
         evaluate(bank, tokenizer, task)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_bank_and_its_caches_run_under_autocast_as_evaluate_does(tokenizer, dtype):
+    """The bank (cached and plain) and the prefix cache run the model under autocast, like evaluate: every route
+    to a row's scores computes alike, and they agree within sp.tolerance of the dtype."""
+    import softprompt as sp
+    from softprompt.evaluation import class_scores
+    from softprompt.precision import autocast
+
+    model = tiny_model("llama", seed=3).to(dtype)
+    pm = prompts_on(model, lengths=(4,))[0]
+    task = make_task()
+    seen = []
+    model.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    rows = [task["test"][i] for i in range(4)]
+    with autocast(model):
+        alone = class_scores(pm, tokenizer, task, task["test"].select(range(4)))  # (4, K)
+    for use_cache in (True, False):
+        seen.clear()
+        bank = PromptBank(model, tokenizer, use_cache=use_cache).add("p", pm, task=task)
+        mixed = torch.stack(bank.class_scores(rows, ["p"] * 4))  # (4, K)
+        assert seen and all(seen), "a model forward outside autocast"
+        torch.testing.assert_close(mixed, alone.to(mixed.device), **sp.tolerance(dtype))
+    seen.clear()
+    evaluate(pm, tokenizer, task, max_examples=4, use_cache=True)
+    assert seen and all(seen)
