@@ -159,5 +159,6 @@ def test_the_trainer_collator_warns_once_at_the_first_cut_batch_and_not_for_a_ch
     collate = TaskCollator(task, tok, pm)
     caught = _cut_warnings(lambda: [collate(rows[:2]), collate(rows[2:]), collate(rows[2:])])
     assert len(caught) == 1, [str(w.message) for w in caught]  # the first batch fits; the second cuts; then quiet
-    assert re.match(CUT.format(what="examples in this batch", new="").replace("2 of 4", "2 of 2"), str(caught[0].message))
+    expected = CUT.format(what="examples in this batch", new="").replace("2 of 4", "2 of 2")
+    assert re.match(expected, str(caught[0].message))
     assert not _cut_warnings(lambda: TaskCollator(task, tok, pm, max_length=32)(rows[2:]))
