@@ -51,6 +51,7 @@ import torch
 __all__ = ["CARDS", "Card", "CardAnswers", "DeviceProperties", "cuda_autocast_float32", "half_gemm"]
 
 GiB = 2**30
+_MISSING = object()  # an attribute this torch does not have: deleted again on restore
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class CardAnswers:
 
     # -- patching -----------------------------------------------------------------------------
     def _patch(self, owner, name: str, value) -> None:
-        self._saved.append((owner, name, owner.__dict__.get(name, getattr(owner, name, None))))
+        self._saved.append((owner, name, owner.__dict__.get(name, getattr(owner, name, _MISSING))))
         setattr(owner, name, value)
 
     # what torch.cuda answers (a method of this class each) and what torch.accelerator answers
@@ -189,7 +190,10 @@ class CardAnswers:
 
     def restore(self) -> None:
         for owner, name, value in reversed(self._saved):
-            setattr(owner, name, value)
+            if value is _MISSING:  # an older torch without it (torch 2.8 has no torch.accelerator.empty_cache)
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
         self._saved.clear()
         if self._cpu_autocast_dtype is not None:
             torch.set_autocast_dtype("cpu", self._cpu_autocast_dtype)

@@ -25,7 +25,7 @@ EXPECTED = {  # card -> (name, capability, GiB, SMs, native bfloat16, the half d
 def _torch_answers() -> dict:
     """Every attribute a card patches, as torch has it now."""
     out = {("cuda", n): getattr(torch.cuda, n) for n in CardAnswers.CUDA}
-    out |= {("accelerator", n): getattr(torch.accelerator, n) for n in CardAnswers.ACCELERATOR}
+    out |= {("accelerator", n): getattr(torch.accelerator, n, None) for n in CardAnswers.ACCELERATOR}  # old torch
     for name in ("set_autocast_enabled", "is_autocast_enabled", "get_autocast_dtype", "set_autocast_dtype",
                  "get_autocast_gpu_dtype"):
         out["torch", name] = getattr(torch, name)
