@@ -81,6 +81,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # bench_common, also when a test loads this file by path
+from bench_common import ints, project_relative  # noqa: E402
+
 ARMS = ("random", "sample_vocab", "text", "class_labels", "spot", "mpt_plain", "mpt_distill")
 SOURCE_ARMS = ("spot", "mpt_plain", "mpt_distill")  # the arms built on a trained source: one result per draw
 REFERENCE = "mpt_distill"  # the arm every other is compared with, paired by seed
@@ -88,18 +91,6 @@ DEFAULT_RUNS = HERE / "results" / "mpt_runs"
 DEFAULT_OUT = ROOT / "softprompt" / "data" / "results" / "mpt_transfer.json"
 DEFAULT_FIGURE = HERE / "results" / "mpt_transfer.png"
 SOURCES = "yn_membership,yn_colors,yn_schedule,yn_review,entailment"
-
-
-def project_relative(value):
-    """A path under the project as a relative path (results files must not name this machine's directories)."""
-    if isinstance(value, str) and Path(value).is_absolute():
-        p = Path(value).resolve()
-        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else "<outside the project>"
-    return value
-
-
-def _ints(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s]
 
 
 def parse_args(argv=None):
@@ -158,9 +149,9 @@ def parse_args(argv=None):
     committed = {DEFAULT_RUNS.resolve(), DEFAULT_OUT.resolve(), DEFAULT_FIGURE.resolve()}
     if args.quick and {Path(a).resolve() for a in (args.runs_dir, args.out, args.figure)} & committed:
         raise SystemExit("--quick never writes to the committed results (runs dir, JSON, figure); pass --out-dir.")
-    args.seeds, args.shots, args.control_shots, args.sweep = (_ints(args.seeds or "0,1,2,3,4"), _ints(args.shots),
-                                                              _ints(args.control_shots), _ints(args.sweep))
-    args.draws, args.n_boot = _ints(args.draws or "0,1,2"), args.n_boot or 10_000
+    args.seeds, args.shots, args.control_shots, args.sweep = (ints(args.seeds or "0,1,2,3,4"), ints(args.shots),
+                                                              ints(args.control_shots), ints(args.sweep))
+    args.draws, args.n_boot = ints(args.draws or "0,1,2"), args.n_boot or 10_000
     if not args.draws or len(set(args.draws)) != len(args.draws) or min(args.draws) < 0:
         raise SystemExit(f"--draws {args.draws}: give distinct non-negative integers, e.g. 0,1,2")
     args.sources = [s for s in args.sources.split(",") if s]

@@ -80,6 +80,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # bench_common, also when a test loads this file by path
+from bench_common import ints, project_relative  # noqa: E402
+
 METHODS = ("zero_shot", "few_shot", "prompt_tuning", "lora", "full")
 TRAINED = ("prompt_tuning", "lora", "full")
 REFERENCE = "prompt_tuning"  # every method is compared with it, paired by seed
@@ -97,18 +100,6 @@ FULL_TUNING_BYTES_PER_PARAM = 16  # float32 weights, gradients and AdamW's two m
 COLORS = {"zero_shot": "0.55", "few_shot": "0.3", "prompt_tuning": "C0", "lora": "C2", "full": "C3"}
 LABELS = {"zero_shot": "prompt design, zero-shot", "few_shot": "prompt design, few-shot",
           "prompt_tuning": "prompt tuning", "lora": "LoRA", "full": "model tuning (full)"}
-
-
-def project_relative(value):
-    """A path under the project as a relative path (results files must not name this machine's directories)."""
-    if isinstance(value, str) and Path(value).is_absolute():
-        p = Path(value).resolve()
-        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else "<outside the project>"
-    return value
-
-
-def _ints(text: str) -> list[int]:
-    return [int(s) for s in str(text).split(",") if s]
 
 
 def _names(text: str) -> list[str]:
@@ -156,7 +147,7 @@ def parse_args(argv=None):
     if args.quick and {Path(a).resolve() for a in (args.runs_dir, args.out, args.figure)} & committed:
         raise SystemExit("--quick never writes to the committed results (runs dir, JSON, figure); pass --out-dir.")
     args.models, args.tasks, args.methods = _names(args.models), _names(args.tasks), _names(args.methods)
-    args.sizes, args.seeds = _ints(args.sizes), _ints(args.seeds)
+    args.sizes, args.seeds = ints(args.sizes), ints(args.seeds)
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; choose from {METHODS}")
