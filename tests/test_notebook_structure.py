@@ -4,11 +4,14 @@ in that order."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))
+from fork import badge_prefix, repository  # noqa: E402  (notebooks/fork.py: the course's one repository URL)
 NOTEBOOKS = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
 ENDING = ("## Summary", "## Questionnaire", "## Exercises", "## Further reading")
 
@@ -22,7 +25,7 @@ def test_frame(path):
     cells = json.loads(path.read_text())["cells"]
     first = "".join(cells[0]["source"])
     assert first.startswith(f"# {path.stem[:2]} · "), "title: '# NN · topic'"
-    assert f"colab.research.google.com/github/softprompt-edu/softprompt/blob/main/notebooks/{path.name}" in first
+    assert f"{badge_prefix(repository())}notebooks/{path.name}" in first, "the Colab badge opens this notebook"
     assert "What you will learn" in first
     params = [c for c in cells if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "one code cell tagged 'parameters' (papermill's convention)"
