@@ -6,6 +6,7 @@
 #   make latest      the unit tests and the gpu stand-in on the newest releases (a fresh venv, no lock)
 #   make lock        regenerate requirements/lock.txt from pyproject.toml (uv pip compile)
 #   make fork REPO=https://github.com/you/course   point every Colab badge and install cell at a fork
+#   make editions    the student edition (no solutions) and the teacher's (solutions, answer key) in build/editions
 #   make budget      what each notebook costs on a T4/L4/A100/H100 (--check: the gpu profile fits a free T4)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -27,7 +28,7 @@ export PYTHONHASHSEED ?= 0
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup test unit notebooks lab lint benchmarks budget floors latest lock fork clean
+.PHONY: setup test unit notebooks lab lint benchmarks budget floors latest lock fork editions clean
 
 setup: $(STAMP)
 
@@ -105,6 +106,11 @@ latest:
 # README's badges. Without REPO it prints the repository the course points at.
 fork:
 	$(PYTHON) notebooks/fork.py $(REPO)
+
+# The student and the teacher edition of the course, from the committed notebooks (notebooks/editions.py says what
+# each holds). Share build/editions/student with students; keep build/editions/teacher.
+editions:
+	$(PYTHON) notebooks/editions.py build/editions
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
