@@ -56,8 +56,12 @@ class _Explorer:
             widgets.HBox(controls + [self.token_selector]),
             widgets.HBox([self.table_view, self.image_view]),
         ])
+        self.widget.add_class("softprompt-explorer")  # CSS classes: a browser test finds each part by its class
         for c in controls + [self.token_selector]:
             c.observe(self._update, names="value")
+            c.add_class(f"softprompt-{c.description}")  # softprompt-step, softprompt-task, softprompt-token
+        self.table_view.add_class("softprompt-table")
+        self.image_view.add_class("softprompt-image")
         self._update()
 
     # subclasses: the state key, the full table of a state, the figure of a state, a description

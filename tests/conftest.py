@@ -56,3 +56,11 @@ def smollm2():
     from softprompt import load_model
 
     return load_model("smollm2-135m-instruct")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A browser test that could not run says so in the summary too (tests/test_browser_explorers.py): never silent."""
+    for report in terminalreporter.stats.get("skipped", []):
+        if "browser test did NOT run" in str(report.longrepr):
+            terminalreporter.write_line(str(report.longrepr[-1]).removeprefix("Skipped: "), yellow=True, bold=True)
+            break
