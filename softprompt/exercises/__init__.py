@@ -24,9 +24,12 @@ message on wrong answers (``tests/test_exercise_checks.py``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import random
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -61,6 +64,30 @@ def check(exercise: str, **answers: Any):
 
 
 # Helpers for the check files: each raises AssertionError with a message for the student, never the solution.
+
+@contextlib.contextmanager
+def fresh_seed() -> Iterator[int]:
+    """A new seed for one check's inputs; the notebook's random state (torch's and Python's) is left as it was."""
+    torch_state, python_state = torch.random.get_rng_state(), random.getstate()
+    try:
+        yield secrets.randbelow(2**31)
+    finally:
+        torch.random.set_rng_state(torch_state)
+        random.setstate(python_state)
+
+
+def fresh_generator() -> torch.Generator:
+    """A CPU generator with a new seed: fresh inputs at every check, the global random state untouched."""
+    return torch.Generator().manual_seed(secrets.randbelow(2**31))
+
+
+def notebook_needs(**names: Any) -> None:
+    """The notebook variables a check reads (``model=model, tokenizer=tokenizer``) exist, or say which to create."""
+    missing = [name for name, value in names.items() if value is None]
+    if missing:
+        listed = " and ".join(f"`{name}`" for name in missing)
+        raise AssertionError(f"run the notebook's cells above first: this check reads {listed}")
+
 
 def require(name: str, value: Any, kind: str = "function") -> Any:
     """The answer the exercise asks for, or a message that says to define it."""
