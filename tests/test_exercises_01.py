@@ -47,7 +47,7 @@ def test_01_2_text_prompt(llama, gpt2, tokenizer):
                   text_prompt=lambda E, ids, T: torch.cat([E[ids[:T]], E.new_zeros(max(T - len(ids), 0), E.shape[1])]))
     assert "('-': a row of no token of the text)" in messages(zeros) and "slots hold the wrong row" in messages(zeros)
     assert "define `text_prompt` first" in messages(check("01.2", text_prompt=None, model=llama, tokenizer=tokenizer))
-    assert "run the notebook's setup cells first" in messages(check("01.2", text_prompt=repeat_fill, model=None))
+    assert "run the notebook's cells above first" in messages(check("01.2", text_prompt=repeat_fill, model=None))
 
 
 # --- 01.3: the centroid init ------------------------------------------------------------------------------------

@@ -1,12 +1,10 @@
 """Exercise 01.2 (★★): text_prompt(E, ids, T), the (T, d) TEXT init with PEFT's REPEAT fill, against PromptEmbedding."""
 
-import os
-
 import torch
 from otter.test_files import test_case
 
 from softprompt.config import PromptTuningConfig
-from softprompt.exercises import require, same_shape
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape
 from softprompt.initialization import common_word_token_ids
 from softprompt.prompt_embedding import PromptEmbedding
 
@@ -15,10 +13,6 @@ name = "01.2"
 points = 3
 
 CALL = "text_prompt(E, ids, T)"
-
-
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
 
 
 _COMMON = {}  # this check run's common words, per tokenizer: finding them reads the whole vocabulary
@@ -31,8 +25,7 @@ def _common(tokenizer):
 
 
 def _setup(text_prompt, model, tokenizer):
-    if model is None or tokenizer is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model` and `tokenizer`")
+    notebook_needs(model=model, tokenizer=tokenizer)
     return require("text_prompt", text_prompt), model.get_input_embeddings().weight.detach().float()  # E: (V, d)
 
 
@@ -71,7 +64,7 @@ def _same_rows(got, expected, E, ids, case):
 @test_case(points=1)
 def test_a_text_longer_than_the_prompt(text_prompt, model, tokenizer):
     text_prompt, E = _setup(text_prompt, model, tokenizer)
-    gen = _generator()
+    gen = fresh_generator()
     for T in (int(torch.randint(4, 9, (), generator=gen)), 1):
         text, ids = _text(tokenizer, gen, T + int(torch.randint(2, 8, (), generator=gen)))
         case = f"a text of {len(ids)} tokens into T={T} slots"
@@ -82,7 +75,7 @@ def test_a_text_longer_than_the_prompt(text_prompt, model, tokenizer):
 @test_case(points=1)
 def test_a_text_shorter_than_the_prompt(text_prompt, model, tokenizer):
     text_prompt, E = _setup(text_prompt, model, tokenizer)
-    gen = _generator()
+    gen = fresh_generator()
     for n_words, T in ((3, 8), (2, 7), (1, 5), (4, 10)):
         text, ids = _text(tokenizer, gen, n_words)
         if len(ids) >= T:
@@ -95,7 +88,7 @@ def test_a_text_shorter_than_the_prompt(text_prompt, model, tokenizer):
 @test_case(points=1)
 def test_a_text_as_long_as_the_prompt(text_prompt, model, tokenizer):
     text_prompt, E = _setup(text_prompt, model, tokenizer)
-    text, ids = _text(tokenizer, _generator(), 5)
+    text, ids = _text(tokenizer, fresh_generator(), 5)
     case = f"a text of {len(ids)} tokens into T={len(ids)} slots"
     expected = _library(model, tokenizer, text, len(ids))
     _same_rows(text_prompt(E, list(ids), len(ids)), expected, E, ids, case)

@@ -1,21 +1,15 @@
 """Exercise 01.3 (★★): centroid_prompt(E, T), the mean of all vocabulary rows copied into each of the T slots."""
 
-import os
-
 import torch
 from otter.test_files import test_case
 
-from softprompt.exercises import require, same_shape
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape
 
 OK_FORMAT = False
 name = "01.3"
 points = 3
 
 CALL = "centroid_prompt(E, T)"
-
-
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
 
 
 def _centroid(E):
@@ -44,7 +38,7 @@ def _every_slot_is(got, E, T, case):
 @test_case(points=1)
 def test_one_row_per_slot(centroid_prompt, model):
     centroid_prompt = require("centroid_prompt", centroid_prompt)
-    E = torch.randn(50, 6, generator=_generator())  # (V=50, d=6)
+    E = torch.randn(50, 6, generator=fresh_generator())  # (V=50, d=6)
     for T in (8, 3):
         same_shape(f"{CALL} for a table E of shape (50, 6) and T={T}", centroid_prompt(E, T), (T, 6),
                    "T slots of d numbers each")
@@ -53,7 +47,7 @@ def test_one_row_per_slot(centroid_prompt, model):
 @test_case(points=1)
 def test_the_centroid_of_any_table(centroid_prompt):
     centroid_prompt = require("centroid_prompt", centroid_prompt)
-    gen = _generator()
+    gen = fresh_generator()
     V, d, T = int(torch.randint(20, 200, (), generator=gen)), int(torch.randint(4, 16, (), generator=gen)), 5
     E = torch.randn(V, d, generator=gen) * torch.rand(V, 1, generator=gen) * 3 + torch.randn(d, generator=gen)
     _every_slot_is(centroid_prompt(E, T), E, T, f"a random table E of shape ({V}, {d}), T={T}")
@@ -62,8 +56,7 @@ def test_the_centroid_of_any_table(centroid_prompt):
 @test_case(points=1)
 def test_the_centroid_of_the_model(centroid_prompt, model):
     centroid_prompt = require("centroid_prompt", centroid_prompt)
-    if model is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model`")
+    notebook_needs(model=model)
     E = model.get_input_embeddings().weight.detach().float()  # (V, d)
-    T = int(torch.randint(4, 12, (), generator=_generator()))
+    T = int(torch.randint(4, 12, (), generator=fresh_generator()))
     _every_slot_is(centroid_prompt(E, T), E, T, f"the model's table E {tuple(E.shape)}, T={T}")

@@ -1,12 +1,10 @@
 """Exercise 01.4 (★★): label_slot(E, tokenizer, word), the (d,) vector CLASS_LABELS puts in a label word's slot."""
 
-import os
-
 import torch
 from otter.test_files import test_case
 
 from softprompt.config import PromptTuningConfig
-from softprompt.exercises import require, same_shape
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape
 from softprompt.initialization import common_word_token_ids, label_word_token_ids, uses_leading_space
 from softprompt.prompt_embedding import PromptEmbedding
 
@@ -15,10 +13,6 @@ name = "01.4"
 points = 3
 
 CALL = "label_slot(E, tokenizer, word)"
-
-
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
 
 
 _COMMON = {}  # this check run's common words, per tokenizer: finding them reads the whole vocabulary
@@ -31,8 +25,7 @@ def _common(tokenizer):
 
 
 def _setup(label_slot, model, tokenizer):
-    if model is None or tokenizer is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model` and `tokenizer`")
+    notebook_needs(model=model, tokenizer=tokenizer)
     return require("label_slot", label_slot), model.get_input_embeddings().weight.detach().float()  # E: (V, d)
 
 
@@ -94,7 +87,7 @@ def _same_slot(label_slot, E, model, tokenizer, word):
 @test_case(points=1)
 def test_a_word_of_several_tokens(label_slot, model, tokenizer):
     label_slot, E = _setup(label_slot, model, tokenizer)
-    word = _split_word(tokenizer, _generator())
+    word = _split_word(tokenizer, fresh_generator())
     if word is not None:
         _same_slot(label_slot, E, model, tokenizer, word)
 
@@ -102,11 +95,11 @@ def test_a_word_of_several_tokens(label_slot, model, tokenizer):
 @test_case(points=1)
 def test_one_token_words(label_slot, model, tokenizer):
     label_slot, E = _setup(label_slot, model, tokenizer)
-    for word in _words(tokenizer, _generator(), 3):
+    for word in _words(tokenizer, fresh_generator(), 3):
         _same_slot(label_slot, E, model, tokenizer, word)
 
 
 @test_case(points=1)
 def test_a_label_of_two_words(label_slot, model, tokenizer):
     label_slot, E = _setup(label_slot, model, tokenizer)
-    _same_slot(label_slot, E, model, tokenizer, " ".join(_words(tokenizer, _generator(), 2)))
+    _same_slot(label_slot, E, model, tokenizer, " ".join(_words(tokenizer, fresh_generator(), 2)))

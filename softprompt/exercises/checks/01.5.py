@@ -5,12 +5,10 @@ answer: a token counts as right when its score equals the score of the token the
 two tokens with equal scores may come in either order.
 """
 
-import os
-
 import torch
 from otter.test_files import test_case
 
-from softprompt.exercises import require, same_shape, same_values
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape, same_values
 from softprompt.neighbors import scores_against_vocab
 
 OK_FORMAT = False
@@ -20,13 +18,8 @@ points = 3
 CALL = "top_tokens(q, E, k, metric)"
 
 
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
-
-
 def _setup(top_tokens, model):
-    if model is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model`")
+    notebook_needs(model=model)
     return require("top_tokens", top_tokens), model.get_input_embeddings().weight.detach().float()  # E: (V, d)
 
 
@@ -57,7 +50,7 @@ def _ranked(top_tokens, q, E, k, metric, case):
 @test_case(points=1)
 def test_a_random_query(top_tokens, model):
     top_tokens, E = _setup(top_tokens, model)
-    gen = _generator()
+    gen = fresh_generator()
     q = torch.randn(E.shape[1], generator=gen).to(E.device)  # (d,): a PEFT-random prompt vector, N(0, 1)
     k = int(torch.randint(3, 11, (), generator=gen))
     for metric in ("cosine", "dot"):
@@ -67,7 +60,7 @@ def test_a_random_query(top_tokens, model):
 @test_case(points=1)
 def test_a_query_near_a_token(top_tokens, model):
     top_tokens, E = _setup(top_tokens, model)
-    gen = _generator()
+    gen = fresh_generator()
     token = int(torch.randint(E.shape[0], (), generator=gen))
     q = E[token] + 0.1 * E[token].norm() * torch.randn(E.shape[1], generator=gen).to(E.device) / E.shape[1] ** 0.5
     for metric in ("cosine", "dot"):
@@ -77,7 +70,7 @@ def test_a_query_near_a_token(top_tokens, model):
 @test_case(points=1)
 def test_scaling_the_query_changes_no_ranking(top_tokens, model):
     top_tokens, E = _setup(top_tokens, model)
-    gen = _generator()
+    gen = fresh_generator()
     q = torch.randn(E.shape[1], generator=gen).to(E.device)  # (d,)
     for metric in ("cosine", "dot"):
         case = f"a random query and 10 x the same query, metric={metric!r}, k=8"

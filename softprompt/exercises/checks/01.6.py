@@ -1,14 +1,12 @@
 """Exercise 01.6 (★★): hidden_change(prompt_model, input_ids, scale), how much scaling the prompt changes the input
 positions' hidden states, at the embeddings and after each layer: ‖h(scale · P_e) − h(P_e)‖ / ‖h(P_e)‖."""
 
-import os
-
 import torch
 from otter.test_files import test_case
 
 import softprompt as sp
 from softprompt.config import PromptTuningConfig
-from softprompt.exercises import require, same_shape
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape
 from softprompt.initialization import common_word_token_ids
 
 OK_FORMAT = False
@@ -16,10 +14,6 @@ name = "01.6"
 points = 2
 
 CALL = "hidden_change(prompt_model, input_ids, scale)"
-
-
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
 
 
 _COMMON = {}  # this check run's common words, per tokenizer: finding them reads the whole vocabulary
@@ -33,8 +27,7 @@ def _common(tokenizer):
 
 def _case(model, tokenizer, gen, T, n):
     """A TEXT-initialized prompt model (a text of random common words) and a random input of n tokens."""
-    if model is None or tokenizer is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model` and `tokenizer`")
+    notebook_needs(model=model, tokenizer=tokenizer)
     common = _common(tokenizer)
     text = " ".join(tokenizer.decode([i]).strip() for i in common[torch.randint(len(common), (T,), generator=gen)])
     config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=T, prompt_tuning_init="TEXT",
@@ -60,7 +53,7 @@ def _tolerance(dtype):  # a ratio of norms, computed in the model's dtype or in 
 
 
 def _same_change(hidden_change, model, tokenizer, scale, T, n):
-    gen = _generator()
+    gen = fresh_generator()
     prompt_model, input_ids = _case(model, tokenizer, gen, T, n)
     expected = _reference(*_case(model, tokenizer, torch.Generator().manual_seed(gen.initial_seed()), T, n), scale)
     L = model.config.num_hidden_layers

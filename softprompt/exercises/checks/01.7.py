@@ -6,14 +6,12 @@
   when no typed text gives it. Typed in front of an input, the twin gives the soft prompt's step-0 logits.
 """
 
-import os
-
 import torch
 from otter.test_files import test_case
 
 import softprompt as sp
 from softprompt.config import PromptTuningConfig
-from softprompt.exercises import require, same_shape
+from softprompt.exercises import fresh_generator, notebook_needs, require, same_shape
 from softprompt.initialization import common_word_token_ids, label_word_token_ids, uses_leading_space
 from softprompt.prompt_embedding import PromptEmbedding
 
@@ -23,10 +21,6 @@ points = 4
 
 PROMPT = "class_label_prompt(E, tokenizer, labels, T, seed)"
 TWIN = "hard_prompt_twin(tokenizer, labels, T, seed)"
-
-
-def _generator():  # fresh inputs at every check, without touching the notebook's global RNG
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little") % 2**31)
 
 
 _COMMON = {}  # this check run's common words, per tokenizer: finding them reads the whole vocabulary
@@ -39,8 +33,7 @@ def _common(tokenizer):
 
 
 def _needs(model, tokenizer):
-    if model is None or tokenizer is None:
-        raise AssertionError("run the notebook's setup cells first: this check reads `model` and `tokenizer`")
+    notebook_needs(model=model, tokenizer=tokenizer)
     return model.get_input_embeddings().weight.detach().float()  # E: (V, d)
 
 
@@ -101,7 +94,7 @@ def _same_prompt(class_label_prompt, model, tokenizer, labels, T, seed):
 def test_labels_then_sampled_words(class_label_prompt, model, tokenizer):
     class_label_prompt = require("class_label_prompt", class_label_prompt)
     _needs(model, tokenizer)
-    gen = _generator()
+    gen = fresh_generator()
     for _ in range(2):
         _same_prompt(class_label_prompt, model, tokenizer, *_case(tokenizer, gen))
 
@@ -110,7 +103,7 @@ def test_labels_then_sampled_words(class_label_prompt, model, tokenizer):
 def test_a_label_of_several_tokens_and_no_free_slot(class_label_prompt, model, tokenizer):
     class_label_prompt = require("class_label_prompt", class_label_prompt)
     _needs(model, tokenizer)
-    gen = _generator()
+    gen = fresh_generator()
     _same_prompt(class_label_prompt, model, tokenizer, *_case(tokenizer, gen, multi_token=True))
     _same_prompt(class_label_prompt, model, tokenizer, *_case(tokenizer, gen, all_labels=True))
 
@@ -119,7 +112,7 @@ def test_a_label_of_several_tokens_and_no_free_slot(class_label_prompt, model, t
 def test_the_twin_gives_the_soft_prompts_logits(hard_prompt_twin, model, tokenizer):
     hard_prompt_twin = require("hard_prompt_twin", hard_prompt_twin)
     E = _needs(model, tokenizer)
-    gen = _generator()
+    gen = fresh_generator()
     labels, T, seed = _case(tokenizer, gen)
     case = f"labels={labels}, T={T}, seed={seed}"
     twin = hard_prompt_twin(tokenizer, labels, T, seed)
@@ -146,7 +139,7 @@ def test_the_twin_gives_the_soft_prompts_logits(hard_prompt_twin, model, tokeniz
 def test_no_twin_for_a_label_of_several_tokens(hard_prompt_twin, model, tokenizer):
     hard_prompt_twin = require("hard_prompt_twin", hard_prompt_twin)
     _needs(model, tokenizer)
-    labels, T, seed = _case(tokenizer, _generator(), multi_token=True)
+    labels, T, seed = _case(tokenizer, fresh_generator(), multi_token=True)
     twin = hard_prompt_twin(tokenizer, labels, T, seed)
     if twin is not None:
         raise AssertionError(f"labels={labels}, T={T}, seed={seed}: the label {labels[0]!r} is several tokens; "
