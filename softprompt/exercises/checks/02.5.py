@@ -90,8 +90,8 @@ def test_learning_rate_weight_decay_and_clipping_from_the_config(my_training_loo
     my_training_loop = require("my_training_loop", my_training_loop)
     notebook_needs(model=model, tokenizer=tokenizer, task=task)
     with fresh_seed() as seed:
-        config = sp.TrainingConfig(steps=3, batch_size=2, seed=seed, lr=0.05, weight_decay=0.2, max_grad_norm=0.5)
-        case = f"TrainingConfig(steps=3, batch_size=2, seed={seed}, lr=0.05, weight_decay=0.2, max_grad_norm=0.5)"
+        config = sp.TrainingConfig(steps=3, batch_size=2, seed=seed, lr=0.05, weight_decay=0.2, max_grad_norm=1e-3)
+        case = f"TrainingConfig(steps=3, batch_size=2, seed={seed}, lr=0.05, weight_decay=0.2, max_grad_norm=1e-3)"
         got, want, prompt, expected, start = _run(my_training_loop, model, tokenizer, task, config, seed)
         _same_losses(_as_losses(got, config.steps, case), want, case, model.dtype)
         _same_prompt(prompt, expected, start, case, model.dtype)
