@@ -59,7 +59,7 @@ def test_02_2_lester_train(notebook):
         return sp.train(prompt_model, tokenizer, task, config, lr=0.3, schedule="constant", progress=False)
 
     wrong = check("02.2", lester_train=adamw_at_lesters_rate, **notebook)
-    assert "step 2: loss" in messages(wrong) and "the optimizer or its settings differ" in messages(wrong)
+    assert not wrong.passed_all and "the optimizer or its settings differ" in messages(wrong)  # at some step
     assert "define `lester_train` first" in messages(check("02.2", lester_train=None, **notebook))
 
 
@@ -117,7 +117,7 @@ def test_02_5_my_training_loop(notebook):
     assert "look at what changes from one step to the next" in messages(constant) or (
         "the losses agree, but after the last step" in messages(constant) and "an update differs" in messages(constant))
     unclipped = check("02.5", my_training_loop=training_loop(clip=False), **notebook)
-    assert not unclipped.passed_all and "max_grad_norm=1e-3" in messages(unclipped)
+    assert not unclipped.passed_all and "max_grad_norm=" in messages(unclipped)  # the case with clipping that acts
     untouched = check("02.5", my_training_loop=lambda pm, tok, task, config: [0.0] * config.steps, **notebook)
     assert "step 1 is already off" in messages(untouched)
     assert "define `my_training_loop` first" in messages(check("02.5", my_training_loop=None, **notebook))

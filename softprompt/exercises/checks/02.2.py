@@ -64,10 +64,10 @@ def _same_losses(history, expected, case: str, dtype) -> None:
 def _same_prompt(student, reference, case: str, dtype) -> None:
     got = student.prompt_encoder.embedding.weight.detach().float()
     want = reference.prompt_encoder.embedding.weight.detach().float()
-    tol = sp.tolerance(dtype)
+    tol, gap = sp.tolerance(dtype), float((got - want).abs().max())
     if not torch.allclose(got, want, **tol):
-        raise AssertionError(f"{case}: the losses agree, but the trained prompt differs from Lester's recipe's by up "
-                             f"to {float((got - want).abs().max()):.3g}: was the prompt_model you were given trained?")
+        raise AssertionError(f"{case}: the losses agree, but the trained prompt is up to {gap:.3g} from Lester's "
+                             "recipe's: the optimizer or its settings differ (or another prompt was trained)")
 
 
 @test_case(points=1)

@@ -52,11 +52,11 @@ def _same_prompt(got: torch.Tensor, want: torch.Tensor, start: torch.Tensor, cas
     if torch.equal(got, start) and not torch.equal(want, start):
         raise AssertionError(f"{case}: prompt_model's prompt did not change; the loop must train it in place")
     close = torch.isclose(got, want, **sp.tolerance(dtype))  # (T, d)
-    if dtype == torch.float32 or torch.equal(want, start):  # (float16: every step skipped by loss scaling)
-        ok = bool(close.all())
-    else:  # half precision: a number whose gradient is within rounding of zero may step the other way (notebook 02)
-        cos = torch.nn.functional.cosine_similarity((got - start).flatten(), (want - start).flatten(), dim=0)
-        ok = float((~close).float().mean()) <= 0.01 and float(cos) > 0.99
+    # Adam moves a number by about lr * sign(gradient): one whose gradient is within rounding of zero may step the
+    # other way on the other path (notebook 02); rare in float32 (a number or two), more in half precision
+    cos = torch.nn.functional.cosine_similarity((got - start).flatten(), (want - start).flatten(), dim=0)
+    share, agree = (0.002, 0.999) if dtype == torch.float32 else (0.01, 0.99)
+    ok = bool(close.all()) or (int((~close).sum()) <= max(1, share * close.numel()) and float(cos) > agree)
     if not ok:
         raise AssertionError(f"{case}: the losses agree, but after the last step {int((~close).sum())} of "
                              f"{close.numel()} numbers of the prompt differ from sp.train's (by up to "
@@ -90,8 +90,8 @@ def test_learning_rate_weight_decay_and_clipping_from_the_config(my_training_loo
     my_training_loop = require("my_training_loop", my_training_loop)
     notebook_needs(model=model, tokenizer=tokenizer, task=task)
     with fresh_seed() as seed:
-        config = sp.TrainingConfig(steps=3, batch_size=2, seed=seed, lr=0.05, weight_decay=0.2, max_grad_norm=1e-3)
-        case = f"TrainingConfig(steps=3, batch_size=2, seed={seed}, lr=0.05, weight_decay=0.2, max_grad_norm=1e-3)"
+        config = _clipping_config(model, tokenizer, task, seed)  # lr 0.05, weight decay 0.2, clipping that acts
+        case = _described(config)  # TrainingConfig(steps=3, ..., max_grad_norm=...)
         got, want, prompt, expected, start = _run(my_training_loop, model, tokenizer, task, config, seed)
         _same_losses(_as_losses(got, config.steps, case), want, case, model.dtype)
         _same_prompt(prompt, expected, start, case, model.dtype)
@@ -107,3 +107,29 @@ def test_steps_and_batch_size_from_the_config(my_training_loop, model, tokenizer
         got, want, prompt, expected, start = _run(my_training_loop, model, tokenizer, task, config, seed)
         _same_losses(_as_losses(got, config.steps, case), want, case, model.dtype)
         _same_prompt(prompt, expected, start, case, model.dtype)
+
+
+def _clipping_config(model, tokenizer, task, seed: int):
+    """A config whose clipping acts: max_grad_norm a third of the first step's gradient norm, read off the library's
+    loss for this fresh prompt and seed. A fixed value would be above the norm on some models (no clipping to check)
+    or so far below it on others that Adam's epsilon dominates the step and float rounding decides it."""
+    import dataclasses
+
+    from softprompt.batching import Batches, training_rows
+    from softprompt.precision import autocast
+    from softprompt.training import default_loss
+
+    config = sp.TrainingConfig(steps=3, batch_size=2, seed=seed, lr=0.05, weight_decay=0.2)
+    pm = _fresh_prompt(model, tokenizer, task, seed)
+    batch = Batches(pm, tokenizer, [task], training_rows([task], None, seed), config)(0)
+    with autocast(pm):
+        loss = default_loss(pm, batch)
+    loss.backward()
+    norm = float(pm.prompt_encoder.embedding.weight.grad.norm())
+    clip = float(f"{norm / 3:.3g}") if 0 < norm < float("inf") else 1.0  # (float16 may underflow to 0 unscaled)
+    return dataclasses.replace(config, max_grad_norm=clip)
+
+
+def _described(config) -> str:
+    return (f"TrainingConfig(steps={config.steps}, batch_size={config.batch_size}, seed={config.seed}, "
+            f"lr={config.lr:g}, weight_decay={config.weight_decay:g}, max_grad_norm={config.max_grad_norm:.3g})")
