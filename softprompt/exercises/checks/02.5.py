@@ -3,11 +3,16 @@ by hand: at step t the batch ``Batches(...)(t)``, the learning rate ``config.lr 
 label-word loss, backward, the gradient norm clipped at ``config.max_grad_norm``, one AdamW step (``config.lr``,
 ``config.weight_decay``); it trains ``prompt_model``'s prompt in place and returns each step's loss."""
 
+import dataclasses
+
 import torch
 from otter.test_files import test_case
 
 import softprompt as sp
+from softprompt.batching import Batches, training_rows
 from softprompt.exercises import fresh_seed, notebook_needs, require
+from softprompt.precision import autocast
+from softprompt.training import default_loss
 
 OK_FORMAT = False
 name = "02.5"
@@ -113,12 +118,6 @@ def _clipping_config(model, tokenizer, task, seed: int):
     """A config whose clipping acts: max_grad_norm a third of the first step's gradient norm, read off the library's
     loss for this fresh prompt and seed. A fixed value would be above the norm on some models (no clipping to check)
     or so far below it on others that Adam's epsilon dominates the step and float rounding decides it."""
-    import dataclasses
-
-    from softprompt.batching import Batches, training_rows
-    from softprompt.precision import autocast
-    from softprompt.training import default_loss
-
     config = sp.TrainingConfig(steps=3, batch_size=2, seed=seed, lr=0.05, weight_decay=0.2)
     pm = _fresh_prompt(model, tokenizer, task, seed)
     batch = Batches(pm, tokenizer, [task], training_rows([task], None, seed), config)(0)
