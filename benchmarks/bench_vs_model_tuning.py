@@ -69,7 +69,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import platform
 import sys
@@ -535,33 +534,17 @@ def train_models(args, todo: list[dict]) -> None:
 
 # ---------------------------------------------------------------------------------------------- statistics
 def logit_interval(values: list[float]) -> dict:
-    """Mean over seeds with a 95% interval on the logit scale: inside [0, 1] by construction, around the mean.
+    """Mean over seeds with a 95% interval on the logit scale (``softprompt.stats.logit_interval``): inside [0, 1]."""
+    from softprompt.stats import logit_interval as interval
 
-    The t interval's half-width ``h = t_{0.975, n-1} s / sqrt(n)`` (``softprompt.stats.mean_ci``) is carried to the
-    logit scale by the delta method, ``logit(mean) ± h / (mean (1 - mean))``, and mapped back with the sigmoid. A
-    mean of exactly 0 or 1 (every seed the same) gets the point interval."""
-    from softprompt.stats import mean_ci
-
-    ci = mean_ci(values)
-    m, h = ci["mean"], ci["half_width"]
-    if h is None:
-        low = high = None
-    elif h == 0 or m <= 0.0 or m >= 1.0:
-        low = high = m
-    else:
-        z, w = math.log(m / (1 - m)), h / (m * (1 - m))
-        low, high = 1 / (1 + math.exp(-(z - w))), 1 / (1 + math.exp(-(z + w)))
-    return {"mean": m, "low": low, "high": high, "n": len(values), "std": ci["std"],
-            "interval": "95% t interval over seeds, carried to the logit scale (delta method) and back"}
+    return interval(values)
 
 
-def wilson(correct: int, n: int, z: float = 1.959963984540054) -> dict:
+def wilson(correct: int, n: int) -> dict:
     """The 95% Wilson score interval of one accuracy ``correct / n`` (no seeds: zero-shot)."""
-    p = correct / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
-        1 + z * z / n)
-    return {"mean": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half), "n": 1,
-            "interval": "95% Wilson interval over the test examples (no seeds)"}
+    from softprompt.stats import wilson_interval
+
+    return wilson_interval(correct, n) | {"n": 1, "interval": "95% Wilson interval over the test examples (no seeds)"}
 
 
 def paired(a: list[float], b: list[float]) -> dict:

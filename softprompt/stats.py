@@ -40,7 +40,7 @@ import random
 from collections.abc import Sequence
 
 __all__ = ["mean", "sample_std", "t_cdf", "t_quantile", "mean_ci", "paired_difference", "two_level_bootstrap",
-           "variance_components", "mixed_model_t_interval"]
+           "variance_components", "mixed_model_t_interval", "wilson_interval", "logit_interval", "mcnemar"]
 
 
 def mean(values: Sequence[float]) -> float:
@@ -282,6 +282,88 @@ def mixed_model_t_interval(values: Sequence[Sequence[float]], level: float = 0.9
     return out | {"level": level, "n_draws": D, "n_seeds": S, "clipped": clipped,
                   "method": "crossed random-effects t interval (Satterthwaite df), clipped to the range"}
 
+
+
+# ------------------------------------------------------------ accuracies: one, over seeds, two on the same examples
+def _z(level: float) -> float:
+    """The normal quantile for a two-sided ``level`` (the t quantile's limit: no SciPy needed)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95.")
+    return t_quantile(0.5 + level / 2.0, 1e7)
+
+
+def wilson_interval(correct: int, n: int, level: float = 0.95) -> dict:
+    """One accuracy ``correct / n`` on ``n`` examples with its Wilson score interval (Wilson 1927).
+
+    ``p ± z sqrt(p(1-p)/n)`` (the Wald interval) can leave [0, 1] and collapses to a point at 0 or n correct;
+    the Wilson interval inverts the score test instead: centre ``(p + z²/2n) / (1 + z²/n)``, half-width
+    ``z sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n)``. It stays inside [0, 1] and is never empty.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive number of examples.")
+    if isinstance(correct, bool) or not isinstance(correct, int) or not 0 <= correct <= n:
+        raise ValueError(f"correct={correct!r} must be a whole number of examples between 0 and n={n}.")
+    z = _z(level)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"mean": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half), "n": n, "level": level,
+            "interval": f"{level:.0%} Wilson score interval over {n} examples"}
+
+
+def logit_interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean accuracy over seeds with an interval on the logit scale: inside [0, 1] by construction.
+
+    The t interval's half-width ``h = t s / sqrt(n)`` (:func:`mean_ci`) is carried to the logit scale by the delta
+    method, ``logit(mean) ± h / (mean (1 - mean))``, and mapped back with the sigmoid, so the interval stays in
+    (0, 1) and around the mean (a plain t interval of accuracies near 1 can pass 1.0). A mean of exactly 0 or 1,
+    or seeds that all agree, gets the point interval; one seed gets none (``low``/``high`` None).
+    """
+    values = _as_floats(values, "values", 1)
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"logit_interval is for accuracies in [0, 1]; got {values}. Use mean_ci for other values.")
+    ci = mean_ci(values, level)
+    m, h = ci["mean"], ci["half_width"]
+    if h is None:
+        low = high = None
+    elif h == 0 or m <= 0.0 or m >= 1.0:
+        low = high = m
+    else:
+        z, w = math.log(m / (1 - m)), h / (m * (1 - m))
+        low, high = 1 / (1 + math.exp(-(z - w))), 1 / (1 + math.exp(-(z + w)))
+    return {"mean": m, "low": low, "high": high, "n": len(values), "std": ci["std"], "level": level,
+            "interval": f"{level:.0%} t interval over seeds, carried to the logit scale (delta method) and back"}
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool], level: float = 0.95) -> dict:
+    """Two accuracies measured on the *same* examples, compared example by example (a paired comparison).
+
+    ``a_correct[i]``, ``b_correct[i]``: whether each method got example ``i`` right. Only the examples where
+    exactly one is right carry information: ``b`` of them favour a, ``c`` favour b. Returns the difference of
+    accuracies ``(b - c) / n``; its paired standard error ``sd(a_i - b_i) / sqrt(n)`` (smaller than the
+    independent-samples ``sqrt(se_a² + se_b²)`` when the two methods tend to get the same examples right) and the
+    normal interval from it, intersected with [-1, 1]; and the exact McNemar test (McNemar 1947): if the methods
+    were equally good, each discordant example would favour either with probability 1/2, so
+    ``p = min(1, 2 P(X <= min(b, c)))`` with ``X ~ Binomial(b + c, 1/2)``.
+    """
+    a = [bool(x) for x in a_correct]
+    b_ = [bool(x) for x in b_correct]
+    if len(a) != len(b_) or not a:
+        raise ValueError(f"mcnemar needs two equally long, non-empty lists of right/wrong per example; got {len(a)} "
+                         f"and {len(b_)} (score both methods on the same examples, in the same order).")
+    n = len(a)
+    b = sum(x and not y for x, y in zip(a, b_))
+    c = sum(y and not x for x, y in zip(a, b_))
+    d = [int(x) - int(y) for x, y in zip(a, b_)]
+    diff = (b - c) / n
+    se = sample_std(d) / math.sqrt(n) if n > 1 else float("nan")
+    z = _z(level)
+    k, m = min(b, c), b + c
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
+    return {"difference": diff, "se": se, "low": max(-1.0, diff - z * se), "high": min(1.0, diff + z * se),
+            "a_only": b, "b_only": c, "both": sum(x and y for x, y in zip(a, b_)), "n": n, "p_value": p,
+            "level": level,
+            "interval": f"{level:.0%} normal interval of the paired difference (se from the per-example differences)"}
 
 def _as_floats(values, name: str, at_least: int) -> list[float]:
     if isinstance(values, (str, bytes)):

@@ -15,8 +15,8 @@ import random
 import pytest
 
 from softprompt.stats import (
-    mean, mean_ci, mixed_model_t_interval, paired_difference, sample_std, t_cdf, t_quantile, two_level_bootstrap,
-    variance_components,
+    logit_interval, mcnemar, mean, mean_ci, mixed_model_t_interval, paired_difference, sample_std, t_cdf, t_quantile,
+    two_level_bootstrap, variance_components, wilson_interval,
 )
 
 # scipy.stats.t.ppf(p, df)
@@ -217,3 +217,72 @@ def test_two_level_bad_input():
         variance_components([])
     with pytest.raises(ValueError, match="n_boot"):
         two_level_bootstrap([[0.5, 0.6]], n_boot=10)
+
+
+# statsmodels.stats.proportion.proportion_confint(count, n, method="wilson")
+WILSON = [(8, 10, 0.4901624344289994, 0.9433178564851742), (0, 20, 0.0, 0.16112519082345544),
+          (20, 20, 0.8388748091765445, 1.0)]
+
+
+@pytest.mark.parametrize("correct,n,low,high", WILSON)
+def test_wilson_interval_matches_statsmodels(correct, n, low, high):
+    ci = wilson_interval(correct, n)
+    assert ci["mean"] == correct / n
+    assert ci["low"] == pytest.approx(low, abs=1e-6) and ci["high"] == pytest.approx(high, abs=1e-6)
+    assert 0.0 <= ci["low"] <= ci["mean"] <= ci["high"] <= 1.0
+
+
+def test_wilson_interval_inverts_the_score_test():
+    """The ends are the two roots pi of (p - pi)^2 = z^2 pi (1 - pi) / n: a quadratic, solved here directly."""
+    correct, n, z = 56, 128, 1.959963984540054
+    p = correct / n
+    qa, qb, qc = 1 + z * z / n, -(2 * p + z * z / n), p * p  # qa pi^2 + qb pi + qc = 0
+    root = math.sqrt(qb * qb - 4 * qa * qc)
+    ci = wilson_interval(correct, n)
+    assert ci["low"] == pytest.approx((-qb - root) / (2 * qa), abs=1e-6)
+    assert ci["high"] == pytest.approx((-qb + root) / (2 * qa), abs=1e-6)
+
+
+def test_wilson_interval_bad_input():
+    with pytest.raises(ValueError, match="between 0 and n"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="positive number of examples"):
+        wilson_interval(0, 0)
+
+
+def test_logit_interval_stays_inside_and_around_the_mean():
+    near_one = [0.9, 0.95, 0.99]
+    assert mean_ci(near_one)["high"] > 1.0  # the plain t interval leaves [0, 1] here ...
+    ci = logit_interval(near_one)  # ... the logit one cannot
+    assert 0.0 < ci["low"] < ci["mean"] < ci["high"] < 1.0
+    m, h = ci["mean"], mean_ci(near_one)["half_width"]  # the delta method, by hand
+    z, w = math.log(m / (1 - m)), h / (m * (1 - m))
+    assert ci["high"] == pytest.approx(1 / (1 + math.exp(-(z + w))))
+    assert logit_interval([1.0, 1.0, 1.0])["low"] == 1.0 and logit_interval([0.7])["low"] is None
+    with pytest.raises(ValueError, match="accuracies in"):
+        logit_interval([0.5, 1.5])
+
+
+def test_mcnemar_exact_p_and_paired_se():
+    a = [1] * 9 + [0] + [1] * 5  # a alone right on 9 examples, b alone on 1, both on 5
+    b = [0] * 9 + [1] + [1] * 5
+    r = mcnemar(a, b)
+    assert (r["a_only"], r["b_only"], r["both"], r["n"]) == (9, 1, 5, 15)
+    assert r["p_value"] == pytest.approx(0.021484375)  # scipy.stats.binomtest(1, 10).pvalue: 2 * 11 / 1024
+    assert r["difference"] == pytest.approx(8 / 15)
+    d = [x - y for x, y in zip(a, b)]
+    assert r["se"] == pytest.approx(sample_std(d) / math.sqrt(15))
+    assert mcnemar([1, 0, 1], [1, 0, 1])["p_value"] == 1.0  # no discordant example: no evidence either way
+
+
+def test_mcnemar_pairing_beats_the_independent_se_when_errors_agree():
+    rng = random.Random(0)
+    hard = [rng.random() < 0.3 for _ in range(400)]  # examples both methods tend to miss
+    a = [not h or rng.random() < 0.2 for h in hard]
+    b = [not h or rng.random() < 0.1 for h in hard]
+    paired = mcnemar(a, b)["se"]
+    pa, pb = sum(a) / 400, sum(b) / 400
+    independent = math.sqrt(pa * (1 - pa) / 400 + pb * (1 - pb) / 400)
+    assert paired < 0.75 * independent
+    with pytest.raises(ValueError, match="same examples"):
+        mcnemar([1, 0], [1])
