@@ -25,7 +25,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .models import DEFAULT_MODEL, ModelLoadError, load_model
 from .precision import check_dtype, resolve_dtype
+from .tasks import load_task
+from .tasks.hub import HubDatasetError
 
 __all__ = ["PROFILES", "Profile", "pick_profile"]
 
@@ -69,6 +72,31 @@ class Profile:
         float32 on a CPU (a GPU profile run on a CPU-only machine too): :func:`softprompt.precision.resolve_dtype`.
         """
         return resolve_dtype(self.dtype, self.device if device is None else device)
+
+    def load_model(self):
+        """``(model, tokenizer)``: this profile's model in its dtype on its device, in eval mode.
+
+        Where it cannot be loaded (a hub model on a machine without the hub, say), it says why in one line and loads
+        the offline default instead, so a notebook's set-up is one call on every runtime.
+        """
+        try:
+            model, tokenizer = load_model(self.model, dtype=self.dtype, device=self.device)
+        except ModelLoadError as err:
+            print(f"Could not load {self.model!r} ({str(err).splitlines()[0]}); using the offline default "
+                  f"{DEFAULT_MODEL!r} instead.")
+            model, tokenizer = load_model(DEFAULT_MODEL, dtype=self.dtype, device=self.device)
+        return model.eval(), tokenizer
+
+    def load_task(self, role: str, fallback: str = "sentiment_movies"):
+        """The task this profile names for ``role`` (``"main"``, ...; a task name also works), or, where that cannot
+        be loaded (a hub dataset without the hub), the built-in ``fallback``, with one line saying why."""
+        name = self.tasks.get(role, role)
+        try:
+            return load_task(name)
+        except (HubDatasetError, OSError) as err:  # the hub or its data out of reach (a misspelt name still raises)
+            print(f"Could not load task {name!r} ({type(err).__name__}: {(str(err) or '?').splitlines()[0]}); "
+                  f"using the built-in {fallback!r} instead.")
+            return load_task(fallback)
 
     def knobs(self, notebook: str) -> dict:
         """The knobs of one notebook (``"02"``) under this profile: steps, sizes, task lists.
