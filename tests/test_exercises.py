@@ -42,20 +42,7 @@ def test_every_code_exercise_of_two_or_three_stars_has_a_check(nb):
     assert not [e for e in exercises() if e.startswith(nb) and e not in graded], "a check for no exercise"
 
 
-# Notebooks whose check files landed before their notebook cells (the cells were still executing when the
-# 2026-12-07 session stopped). While such a notebook has no check cell at all, its cell tests are expected failures;
-# the moment its cells land the tests run as usual. Empty this set once every notebook has its cells.
-CELLS_PENDING = {"04", "05"}
-
-
-def _pending(exercise: str) -> bool:
-    nb = exercise[:2]
-    return nb in CELLS_PENDING and not any("check(" in c for c in cells(NOTEBOOKS[nb]))
-
-
-@pytest.mark.parametrize("exercise", [
-    pytest.param(e, marks=pytest.mark.xfail(_pending(e), reason=f"notebook {e[:2]}'s check cells have not landed yet",
-                                            strict=True)) for e in exercises()])
+@pytest.mark.parametrize("exercise", exercises())
 def test_each_check_is_run_in_the_notebook_and_passes_in_the_solutions(exercise):
     source = (CHECKS / f"{exercise}.py").read_text()
     assert f'name = "{exercise}"' in source and "OK_FORMAT = False" in source, "an otter exception-based test file"
