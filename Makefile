@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q --durations=30 tests notebooks $(NBVAL)
 
 unit: setup
 	$(BIN)/python -m pytest -q tests
