@@ -12,6 +12,7 @@ from otter.test_files import test_case
 
 from softprompt.exercises import fresh_generator, require, same_shape, same_values
 from softprompt.serving import majority_vote
+from softprompt.stats import mcnemar
 
 OK_FORMAT = False
 name = "04.3"
@@ -56,18 +57,13 @@ def test_averages_probabilities(soft_vote):
 KEYS = ("soft", "majority", "differ", "soft_only", "majority_only", "p_value")
 
 
-def _mcnemar(b, c):
-    """Exact two-sided McNemar p-value: 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), at most 1."""
-    n = b + c
-    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n)
-
-
 def _reference(scores, labels):
     soft, hard = scores.exp().mean(1).argmax(-1), majority_vote(scores)["predictions"]  # (N,) each
     s_right, h_right = soft == labels, hard == labels  # (N,) each
-    b, c = int((s_right & ~h_right).sum()), int((h_right & ~s_right).sum())
+    paired = mcnemar(s_right.tolist(), h_right.tolist())  # discordant counts and the exact McNemar p
     return {"soft": float(s_right.float().mean()), "majority": float(h_right.float().mean()),
-            "differ": int((soft != hard).sum()), "soft_only": b, "majority_only": c, "p_value": _mcnemar(b, c)}
+            "differ": int((soft != hard).sum()), "soft_only": paired["a_only"], "majority_only": paired["b_only"],
+            "p_value": paired["p_value"]}
 
 
 def _answer(compare_votes, scores, labels):
