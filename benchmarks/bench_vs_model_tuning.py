@@ -533,13 +533,6 @@ def train_models(args, todo: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def logit_interval(values: list[float]) -> dict:
-    """Mean over seeds with a 95% interval on the logit scale (``softprompt.stats.logit_interval``): inside [0, 1]."""
-    from softprompt.stats import logit_interval as interval
-
-    return interval(values)
-
-
 def wilson(correct: int, n: int) -> dict:
     """The 95% Wilson score interval of one accuracy ``correct / n`` (no seeds: zero-shot)."""
     from softprompt.stats import wilson_interval
@@ -561,6 +554,8 @@ def summarize_cell(args, runs: dict) -> dict:
     """One (model, task or mean over tasks, size): per method its accuracy and interval, and the paired differences.
 
     ``runs``: method -> seed -> (accuracy, correct, n); zero-shot under seed None."""
+    from softprompt.stats import logit_interval  # a seed mean's interval on the logit scale: inside [0, 1]
+
     cell = {"methods": {}, "paired_vs_" + REFERENCE: {}}
     for method in METHODS:
         by_seed = runs.get(method)
