@@ -1,4 +1,6 @@
-"""Evaluating a prompt by rank classification (Lester et al. 2021, §3: score each label word, pick the highest).
+"""Evaluating a prompt by rank classification: score each label word, pick the highest (GPT-3 and T0 style).
+
+This is the series' choice; Lester et al. 2021 (§3) generate the label text, T5-style (``method="generate"``).
 
 We use the cheap form of it. A task's causal batch ends every left-padded row right after the template
 (``"Review: ... Sentiment:"``), where the label word would start. One forward pass with ``logits_to_keep=1``
@@ -83,7 +85,7 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
              sort_by_length: bool = True, progress: bool = False) -> dict:
     """Accuracy of ``prompt_model`` (a PromptModel, or a plain Hugging Face model: zero-shot) on ``task.splits[split]``.
 
-    ``method``: ``"rank"`` (rank classification, Lester et al. 2021 §3) or ``"generate"`` (greedy decoding, exact
+    ``method``: ``"rank"`` (rank classification: the highest-scoring label word) or ``"generate"`` (greedy decoding, exact
     match; ``max_new_tokens`` defaults to the longest label word + 1). ``batch_size`` rows per forward pass, the
     first ``max_examples`` examples, each cut to ``max_length`` positions (prompt included; None: the context);
     ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache`` reuses the prompt's keys/values

@@ -2,8 +2,8 @@
 
 A task's label words are written without a leading space (``"positive"``); after a template that ends
 in ``"Sentiment:"`` the model reads the label as the continuation ``" " + word`` (ARCHITECTURE.md).
-Training targets, rank classification (Lester et al. 2021, §3: score each label word's tokens and
-pick the highest), neighbour tables and class-label init (Lester et al. 2021, §3.2) all encode a
+Training targets, rank classification (score each label word's tokens and pick the highest; Lester et al.
+2021 generate the label instead), neighbour tables and class-label init (Lester et al. 2021, §3.2) all encode a
 label word with :func:`label_word_ids`:
 
 =====================================================  =========================================================
