@@ -85,8 +85,8 @@ def evaluate(prompt_model: nn.Module, tokenizer, task, split: str = "test", *, m
              sort_by_length: bool = True, progress: bool = False) -> dict:
     """Accuracy of ``prompt_model`` (a PromptModel, or a plain Hugging Face model: zero-shot) on ``task.splits[split]``.
 
-    ``method``: ``"rank"`` (rank classification: the highest-scoring label word) or ``"generate"`` (greedy decoding, exact
-    match; ``max_new_tokens`` defaults to the longest label word + 1). ``batch_size`` rows per forward pass, the
+    ``method``: ``"rank"`` (rank classification: the highest-scoring label word) or ``"generate"`` (greedy decoding,
+    exact match; ``max_new_tokens`` defaults to the longest label word + 1). ``batch_size`` rows per forward pass, the
     first ``max_examples`` examples, each cut to ``max_length`` positions (prompt included; None: the context);
     ``task_id`` picks an MPT prompt's task (Wang et al. 2023, §3); ``use_cache`` reuses the prompt's keys/values
     across batches (causal LMs; same results, faster); ``sort_by_length`` batches examples of similar length
