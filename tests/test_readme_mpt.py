@@ -104,3 +104,20 @@ def test_the_recipe_defaults_are_the_diagnosed_variant_that_meets_the_bar():
     row = diagnosis[current[0]]
     assert row["every_task_at_least_its_teacher"] and row["every_task_at_least_teacher_mean"]
     assert row["p_star_rel_change"] > 1.0  # P* moved by more than its own initial norm
+
+
+def test_the_committed_results_cross_source_draws_with_target_seeds():
+    """Every arm built on the sources has at least 3 source draws x 5 target seeds; every interval stays in range."""
+    results = json.loads(RESULTS.read_text())
+    if not results.get("complete"):
+        pytest.skip("the MPT benchmark's full run is not finished")
+    source_arms = set(results["design"]["source_arms"])
+    for key, entry in results["settings"].items():
+        for arm, a in entry["arms"].items():
+            if arm.split("_k")[0] in source_arms:  # spot, mpt_plain, mpt_distill and the sweep's mpt_distill_kN
+                assert (a["n_draws"], a["n_seeds"]) >= (3, 5) and len(a["values"]) == a["n_draws"] * a["n_seeds"], (
+                    f"{key} {arm}: {a['n_draws']} draws x {a['n_seeds']} seeds")
+                assert len(a["draw_means"]) == a["n_draws"] and a["variance"]["share_draw"] is not None
+            assert 0.0 <= a["low"] <= a["mean"] <= a["high"] <= 1.0, f"{key} {arm}: interval outside [0, 1]"
+        for arm, d in entry["paired_vs_mpt_distill"].items():
+            assert -1.0 <= d["low"] <= d["mean"] <= d["high"] <= 1.0, f"{key} mpt_distill - {arm}"
