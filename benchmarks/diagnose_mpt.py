@@ -70,8 +70,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-MEASURES = ("p_star_rel_change", "p_star0_best_vocab_cos", "p_star_best_vocab_cos", "p_star0_norm_per_vector",
-            "p_star_norm_per_vector", "cos_task_prompt_to_p_star", "task_matrix_rel_change")  # prompt_measures'
+def measures_of(source_info: dict) -> dict:
+    """The ``bench.prompt_measures`` part of a cached MPT source's log: every entry but the training record."""
+    training = ("seconds", "sources", "steps", "val_accuracy", "loss_first_last", "terms_first_last")
+    return {k: v for k, v in source_info.items() if k not in training}
 
 
 def measured_row(recipe, train_kw: dict, seconds: float, accs: dict, loss_first_last, terms_first_last,
@@ -134,7 +136,7 @@ def main(argv=None):
             src.student(True, len(tasks))
             info = src.log[f"source_mpt_distill_k{len(tasks)}"]
             row = measured_row(recipe, train_kw, info["seconds"], info["val_accuracy"], info["loss_first_last"],
-                               info["terms_first_last"], {k: info[k] for k in MEASURES}, teacher_acc) | {
+                               info["terms_first_last"], measures_of(info), teacher_acc) | {
                 "torch_threads": 1, "trained_by": "bench_mpt_transfer.py (its cached source_mpt_distill_k5, draw 0)"}
         else:
             snap = bench.StartSnapshot()
